@@ -1,0 +1,225 @@
+package meta
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Apply decodes one log entry and applies it to txn. It is deterministic: it reads
+// no clock, no randomness, no network and no blob file, so every node that applies
+// the same entries holds the same state.
+//
+// The returned value is nil on success or a domain error (ErrBlobUnknown, ...)
+// that the proposer hands to its client; a domain error leaves txn unchanged,
+// because every apply function checks everything before it writes anything.
+// An entry that cannot be decoded, or a storage error, is returned as a non-domain
+// error; the FSM treats those as fatal.
+func Apply(txn Txn, index uint64, data []byte) any {
+	c, err := Decode(data)
+	if err != nil {
+		return fmt.Errorf("apply entry %d: %w", index, err)
+	}
+	switch c := c.(type) {
+	case nil:
+		return nil // an ignorable command from a newer version
+	case *PutBlob:
+		return errOrNil(applyPutBlob(txn, c))
+	case *PutManifest:
+		return errOrNil(applyPutManifest(txn, c))
+	case *DeleteManifest:
+		return errOrNil(applyDeleteManifest(txn, c))
+	case *DeleteTag:
+		return errOrNil(applyDeleteTag(txn, c))
+	case *UnlinkBlob:
+		return errOrNil(applyUnlinkBlob(txn, c))
+	default:
+		return fmt.Errorf("apply entry %d: %w: no apply for type %d", index, ErrCommandCorrupt, c.Type())
+	}
+}
+
+// errOrNil keeps a nil error from becoming a non-nil interface value.
+func errOrNil(err error) any {
+	if err == nil {
+		return nil
+	}
+	return err
+}
+
+// IsDomainError reports whether err (a value returned by Apply) is a refusal that
+// left the state unchanged, as opposed to a corrupt entry or storage failure.
+func IsDomainError(err error) bool {
+	return errors.Is(err, ErrBlobUnknown) || errors.Is(err, ErrManifestUnknown) ||
+		errors.Is(err, ErrManifestBlobUnknown) || errors.Is(err, ErrNameUnknown)
+}
+
+func has(r Reader, key []byte) (bool, error) {
+	_, err := r.Get(key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func ensureRepo(txn Txn, repo string, c interface{ created() Repository }) error {
+	ok, err := has(txn, repoKey(repo))
+	if err != nil || ok {
+		return err
+	}
+	return txn.Set(repoKey(repo), encodeJSON(c.created()))
+}
+
+func (c *PutBlob) created() Repository     { return Repository{Created: c.Time} }
+func (c *PutManifest) created() Repository { return Repository{Created: c.Time} }
+
+func applyPutBlob(txn Txn, c *PutBlob) error {
+	if err := ensureRepo(txn, c.Repo, c); err != nil {
+		return err
+	}
+	ok, err := has(txn, blobKey(c.Digest))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := txn.Set(blobKey(c.Digest), encodeJSON(Blob{Size: c.Size, Created: c.Time})); err != nil {
+			return err
+		}
+	}
+	ok, err = has(txn, linkKey(c.Repo, c.Digest))
+	if err != nil || ok {
+		return err
+	}
+	return txn.Set(linkKey(c.Repo, c.Digest), encodeJSON(linkRecord{Created: c.Time}))
+}
+
+func applyPutManifest(txn Txn, c *PutManifest) error {
+	for _, d := range c.Info.Blobs {
+		linked, err := has(txn, linkKey(c.Repo, d))
+		if err != nil {
+			return err
+		}
+		if !linked {
+			// A manifest may name another manifest of the repository as a blob
+			// (artifacts do); its bytes are then the manifest's.
+			if linked, err = has(txn, manifestKey(c.Repo, d)); err != nil {
+				return err
+			}
+		}
+		if !linked {
+			return fmt.Errorf("%w: %s", ErrManifestBlobUnknown, d)
+		}
+	}
+	for _, d := range c.Info.Manifests {
+		ok, err := has(txn, manifestKey(c.Repo, d))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: manifest %s", ErrManifestBlobUnknown, d)
+		}
+	}
+	// Checks are done; from here on only writes.
+	if err := ensureRepo(txn, c.Repo, c); err != nil {
+		return err
+	}
+	info := c.Info
+	info.Created = c.Time
+	if old, _, err := getManifest(txn, c.Repo, c.Digest); err == nil {
+		info.Created = old.Created // a re-push keeps the first push time
+	} else if !errors.Is(err, ErrManifestUnknown) {
+		return err
+	}
+	if err := txn.Set(manifestKey(c.Repo, c.Digest), encodeManifest(&info, c.Content)); err != nil {
+		return err
+	}
+	for _, tag := range c.Tags {
+		if err := setTag(txn, c.Repo, tag, c.Digest, c); err != nil {
+			return err
+		}
+	}
+	if info.Subject != "" {
+		desc := Referrer{
+			MediaType:    info.MediaType,
+			Digest:       c.Digest,
+			Size:         info.Size,
+			ArtifactType: info.ArtifactType,
+			Annotations:  info.Annotations,
+		}
+		if err := txn.Set(referrerKey(c.Repo, info.Subject, c.Digest), encodeJSON(desc)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setTag(txn Txn, repo, tag string, d Digest, c *PutManifest) error {
+	if v, err := txn.Get(tagKey(repo, tag)); err == nil {
+		old, err := decodeTag(tag, v)
+		if err != nil {
+			return err
+		}
+		if old.Digest == d {
+			return nil
+		}
+		if err := txn.Delete(tagIndexKey(repo, old.Digest, tag)); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err := txn.Set(tagKey(repo, tag), encodeJSON(Tag{Digest: d, Updated: c.Time})); err != nil {
+		return err
+	}
+	return txn.Set(tagIndexKey(repo, d, tag), nil)
+}
+
+func applyDeleteManifest(txn Txn, c *DeleteManifest) error {
+	info, _, err := getManifest(txn, c.Repo, c.Digest)
+	if err != nil {
+		return err
+	}
+	var tags []string
+	prefix := tagIndexPrefix(c.Repo, c.Digest)
+	err = scanPrefix(txn, prefix, nil, func(k, _ []byte) error {
+		tags = append(tags, string(k[len(prefix):]))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, tag := range tags {
+		if err := txn.Delete(tagKey(c.Repo, tag)); err != nil {
+			return err
+		}
+		if err := txn.Delete(tagIndexKey(c.Repo, c.Digest, tag)); err != nil {
+			return err
+		}
+	}
+	if info.Subject != "" {
+		if err := txn.Delete(referrerKey(c.Repo, info.Subject, c.Digest)); err != nil {
+			return err
+		}
+	}
+	return txn.Delete(manifestKey(c.Repo, c.Digest))
+}
+
+func applyDeleteTag(txn Txn, c *DeleteTag) error {
+	t, err := GetTag(txn, c.Repo, c.Tag)
+	if err != nil {
+		return err
+	}
+	if err := txn.Delete(tagKey(c.Repo, c.Tag)); err != nil {
+		return err
+	}
+	return txn.Delete(tagIndexKey(c.Repo, t.Digest, c.Tag))
+}
+
+func applyUnlinkBlob(txn Txn, c *UnlinkBlob) error {
+	ok, err := has(txn, linkKey(c.Repo, c.Digest))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrBlobUnknown, c.Digest)
+	}
+	return txn.Delete(linkKey(c.Repo, c.Digest))
+}

@@ -1,0 +1,125 @@
+package meta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CommandType numbers the commands that change the state. Numbers are appended,
+// never reused or renumbered: they are in every Raft log and snapshot.
+type CommandType uint8
+
+const (
+	CmdPutBlob        CommandType = 1 // record a blob and link it into a repository (push or mount)
+	CmdPutManifest    CommandType = 2 // store a manifest, its tags and its referrer entry
+	CmdDeleteManifest CommandType = 3 // remove a manifest, its tags and its referrer entry
+	CmdDeleteTag      CommandType = 4 // remove one tag
+	CmdUnlinkBlob     CommandType = 5 // remove a blob's link from a repository
+)
+
+const (
+	commandVersion = 1
+	// flagIgnorable marks a command that a node which does not know its type may
+	// skip instead of stopping (Nomad's IgnoreUnknownTypeFlag): set it on
+	// commands that only add optional information.
+	flagIgnorable byte = 1 << 0
+)
+
+// ErrCommandCorrupt is the error for an entry that cannot be decoded.
+var ErrCommandCorrupt = errors.New("meta: corrupt command")
+
+// Command is a typed change of the state. Every command carries the time it was
+// proposed, so Apply never reads a clock.
+type Command interface {
+	Type() CommandType
+}
+
+// PutBlob records that a blob's bytes are durable and links it into Repo.
+type PutBlob struct {
+	Repo   string    `json:"repo"`
+	Digest Digest    `json:"digest"`
+	Size   int64     `json:"size"`
+	Time   time.Time `json:"time"`
+}
+
+// PutManifest stores a manifest with its exact bytes, tags it with Tags, and adds
+// it to its subject's referrers. Every blob in Info.Blobs must be linked to Repo
+// and every manifest in Info.Manifests must be stored in Repo.
+type PutManifest struct {
+	Repo    string       `json:"repo"`
+	Info    ManifestInfo `json:"info"`
+	Digest  Digest       `json:"digest"`
+	Content []byte       `json:"content"`
+	Tags    []string     `json:"tags,omitempty"`
+	Time    time.Time    `json:"time"`
+}
+
+// DeleteManifest removes a manifest, the tags that point at it and its referrer entry.
+type DeleteManifest struct {
+	Repo   string    `json:"repo"`
+	Digest Digest    `json:"digest"`
+	Time   time.Time `json:"time"`
+}
+
+// DeleteTag removes one tag; the manifest stays.
+type DeleteTag struct {
+	Repo string    `json:"repo"`
+	Tag  string    `json:"tag"`
+	Time time.Time `json:"time"`
+}
+
+// UnlinkBlob removes a blob's link from a repository; the blob's bytes stay for GC.
+type UnlinkBlob struct {
+	Repo   string    `json:"repo"`
+	Digest Digest    `json:"digest"`
+	Time   time.Time `json:"time"`
+}
+
+func (*PutBlob) Type() CommandType        { return CmdPutBlob }
+func (*PutManifest) Type() CommandType    { return CmdPutManifest }
+func (*DeleteManifest) Type() CommandType { return CmdDeleteManifest }
+func (*DeleteTag) Type() CommandType      { return CmdDeleteTag }
+func (*UnlinkBlob) Type() CommandType     { return CmdUnlinkBlob }
+
+// Encode lays a command out as: version byte, type byte, flags byte, JSON body.
+func Encode(c Command) ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("meta: encode command %d: %w", c.Type(), err)
+	}
+	out := make([]byte, 0, 3+len(body))
+	out = append(out, commandVersion, byte(c.Type()), 0)
+	return append(out, body...), nil
+}
+
+// Decode is the inverse of Encode. It returns (nil, nil) for an unknown command
+// marked ignorable, and ErrCommandCorrupt for anything it cannot read.
+func Decode(data []byte) (Command, error) {
+	if len(data) < 3 || data[0] != commandVersion {
+		return nil, fmt.Errorf("%w: bad header", ErrCommandCorrupt)
+	}
+	var c Command
+	switch CommandType(data[1]) {
+	case CmdPutBlob:
+		c = &PutBlob{}
+	case CmdPutManifest:
+		c = &PutManifest{}
+	case CmdDeleteManifest:
+		c = &DeleteManifest{}
+	case CmdDeleteTag:
+		c = &DeleteTag{}
+	case CmdUnlinkBlob:
+		c = &UnlinkBlob{}
+	default:
+		if data[2]&flagIgnorable != 0 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: unknown type %d", ErrCommandCorrupt, data[1])
+	}
+	if err := json.Unmarshal(data[3:], c); err != nil {
+		return nil, fmt.Errorf("%w: type %d: %v", ErrCommandCorrupt, data[1], err)
+	}
+	return c, nil
+}

@@ -1,0 +1,24 @@
+// Package meta is Berth's metadata model: repositories, blobs and their links into
+// repositories, manifests with their exact bytes, tags and referrers. It holds the
+// domain types, the key layout, the reads, and the typed commands that change the
+// state. The state changes only through Apply, which runs a command against a small
+// transactional key-value interface (Txn); the same code runs on a Pebble batch under
+// Raft (package meta/fsm) and can run on any other store with the same contract.
+//
+// # Key layout
+//
+// Every key starts with a one-letter table name and a slash. Repository names never
+// contain a NUL byte, so NUL separates the parts of composite keys and keeps a
+// repository's keys together and in lexical order:
+//
+//	r/<repo>                          -> repoRecord                 repositories (catalog order)
+//	b/<digest>                        -> blobRecord                 blobs known to the cluster: size, first seen
+//	l/<repo>\x00<digest>              -> linkRecord                 blob linked into a repository (pushed or mounted)
+//	m/<repo>\x00<digest>              -> manifest header + bytes    manifests, exact bytes as pushed
+//	t/<repo>\x00<tag>                 -> tagRecord                  tags (lexical order for tags/list)
+//	g/<repo>\x00<digest>\x00<tag>     -> empty                      reverse tag index: tags of a manifest
+//	f/<repo>\x00<subject>\x00<digest> -> Descriptor                 referrers of a subject
+//
+// Keys of this package begin with a byte >= 0x61 ('a'); the bytes below 0x20 are
+// reserved for the store that hosts the state (the FSM's applied index, the Raft log).
+package meta

@@ -1,0 +1,150 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/hashicorp/raft"
+
+	"github.com/berth-registry/berth/meta"
+)
+
+func openDB(t *testing.T, dir string) *pebble.DB {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func entry(t *testing.T, index uint64, c meta.Command) *raft.Log {
+	t.Helper()
+	data, err := meta.Encode(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}
+}
+
+var (
+	t0 = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	d1 = meta.DigestOf("sha256", []byte("one"))
+	d2 = meta.DigestOf("sha256", []byte("two"))
+)
+
+func TestApplyPersistsAndSkipsReplay(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	f, err := New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resps := f.ApplyBatch([]*raft.Log{
+		entry(t, 1, &meta.PutBlob{Repo: "a/x", Digest: d1, Size: 3, Time: t0}),
+		entry(t, 2, &meta.UnlinkBlob{Repo: "a/x", Digest: d2, Time: t0}), // refused: not linked
+		{Index: 3, Term: 1, Type: raft.LogNoop},
+	})
+	if resps[0] != nil {
+		t.Errorf("entry 1: got %v, want nil", resps[0])
+	}
+	if err, _ := resps[1].(error); !errors.Is(err, meta.ErrBlobUnknown) {
+		t.Errorf("entry 2: got %v, want ErrBlobUnknown", resps[1])
+	}
+	if got, want := f.AppliedIndex(), uint64(3); got != want {
+		t.Errorf("applied: got %v, want %v", got, want)
+	}
+	select {
+	case <-f.WaitApplied(3):
+	default:
+		t.Error("WaitApplied(3) not closed at applied index 3")
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Reopen: the applied index is read back, and a replay of entry 1 after the
+	// blob was unlinked must not bring the link back.
+	db = openDB(t, dir)
+	defer db.Close()
+	f, err = New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.AppliedIndex(), uint64(3); got != want {
+		t.Fatalf("applied after reopen: got %v, want %v", got, want)
+	}
+	f.Apply(entry(t, 4, &meta.UnlinkBlob{Repo: "a/x", Digest: d1, Time: t0}))
+	f.Apply(entry(t, 1, &meta.PutBlob{Repo: "a/x", Digest: d1, Size: 3, Time: t0}))
+	if _, err := meta.GetLinkedBlob(f.Reader(), "a/x", d1); !errors.Is(err, meta.ErrBlobUnknown) {
+		t.Errorf("replayed entry was applied again: got %v, want ErrBlobUnknown", err)
+	}
+}
+
+type sink struct {
+	bytes.Buffer
+	canceled bool
+}
+
+func (s *sink) ID() string    { return "test" }
+func (s *sink) Cancel() error { s.canceled = true; return nil }
+func (s *sink) Close() error  { return nil }
+
+func TestSnapshotRestore(t *testing.T) {
+	src := openDB(t, t.TempDir())
+	defer src.Close()
+	f, _ := New(src, nil)
+	f.ApplyBatch([]*raft.Log{
+		entry(t, 1, &meta.PutBlob{Repo: "a/x", Digest: d1, Size: 3, Time: t0}),
+		entry(t, 2, &meta.PutBlob{Repo: "b/y", Digest: d2, Size: 3, Time: t0}),
+	})
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A write after the snapshot must not be in it.
+	f.Apply(entry(t, 3, &meta.UnlinkBlob{Repo: "a/x", Digest: d1, Time: t0}))
+	var s sink
+	if err := snap.Persist(&s); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	dst := openDB(t, t.TempDir())
+	defer dst.Close()
+	g, _ := New(dst, nil)
+	// State that the snapshot replaces.
+	g.Apply(entry(t, 1, &meta.PutBlob{Repo: "stale/repo", Digest: d1, Size: 3, Time: t0}))
+	if err := g.Restore(io.NopCloser(&s)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := g.AppliedIndex(), uint64(2); got != want {
+		t.Errorf("applied after restore: got %v, want %v", got, want)
+	}
+	repos, _, err := meta.ListRepositories(g.Reader(), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(repos) != 2 || repos[0] != "a/x" || repos[1] != "b/y" {
+		t.Errorf("repos after restore: got %v, want [a/x b/y]", repos)
+	}
+	if _, err := meta.GetLinkedBlob(g.Reader(), "a/x", d1); err != nil {
+		t.Errorf("blob linked at snapshot time: %v", err)
+	}
+}
+
+func TestCorruptEntryPanics(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	f, _ := New(db, nil)
+	defer func() {
+		if recover() == nil {
+			t.Error("a corrupt entry did not stop the FSM")
+		}
+	}()
+	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{1, 99, 0}})
+}

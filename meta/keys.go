@@ -1,0 +1,31 @@
+package meta
+
+const sep = "\x00"
+
+func repoKey(repo string) []byte { return []byte("r/" + repo) }
+
+func blobKey(d Digest) []byte { return []byte("b/" + string(d)) }
+
+func linkKey(repo string, d Digest) []byte { return []byte("l/" + repo + sep + string(d)) }
+
+func manifestKey(repo string, d Digest) []byte { return []byte("m/" + repo + sep + string(d)) }
+
+func tagPrefix(repo string) []byte { return []byte("t/" + repo + sep) }
+
+func tagKey(repo, tag string) []byte { return []byte("t/" + repo + sep + tag) }
+
+func tagIndexPrefix(repo string, d Digest) []byte {
+	return []byte("g/" + repo + sep + string(d) + sep)
+}
+
+func tagIndexKey(repo string, d Digest, tag string) []byte {
+	return []byte("g/" + repo + sep + string(d) + sep + tag)
+}
+
+func referrerPrefix(repo string, subject Digest) []byte {
+	return []byte("f/" + repo + sep + string(subject) + sep)
+}
+
+func referrerKey(repo string, subject, d Digest) []byte {
+	return []byte("f/" + repo + sep + string(subject) + sep + string(d))
+}
