@@ -1,0 +1,66 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/meta"
+)
+
+// Proposer changes the metadata. Propose returns once the command is committed and
+// applied on this node, with the command's domain error (meta.ErrBlobUnknown, ...)
+// if it was refused, or ErrUnavailable when no leader could take it.
+type Proposer interface {
+	Propose(ctx context.Context, c meta.Command) error
+}
+
+// ErrUnavailable means the metadata cannot be changed right now (no leader); the
+// client gets 503 with Retry-After.
+var ErrUnavailable = errors.New("api: metadata unavailable")
+
+// Blobs stores blob bytes. The node adapts blobstore.Store to it.
+type Blobs interface {
+	Stat(d digest.Digest) (int64, error)
+	Open(d digest.Digest) (*os.File, error)
+	Put(ctx context.Context, r io.Reader, expected digest.Digest) (int64, error)
+	NewUpload(id string, algs ...digest.Algorithm) (Upload, error)
+	Upload(id string) (Upload, error)
+}
+
+// Upload is one resumable upload session owned by this node.
+type Upload interface {
+	ID() string
+	Size() int64
+	Write(ctx context.Context, r io.Reader) (int64, error)
+	Commit(ctx context.Context, expected digest.Digest, expectedSize int64) (int64, error)
+	Cancel() error
+}
+
+// Action is what a request wants to do to a repository.
+type Action string
+
+const (
+	ActionPull   Action = "pull"
+	ActionPush   Action = "push"
+	ActionDelete Action = "delete"
+)
+
+// Authorizer is the one authorization point: every handler asks it before it
+// touches a repository. repo is "" for registry-wide requests (the base endpoint,
+// the catalog). It returns nil to allow, or an error that the error table maps
+// (401 with a challenge, 403).
+type Authorizer interface {
+	Authorize(r *http.Request, repo string, action Action) error
+}
+
+// OpenAccess allows every request. It is the single-node default until tenancy
+// lands; it keeps the authorization call in every handler so that the next
+// Authorizer sees every request.
+type OpenAccess struct{}
+
+func (OpenAccess) Authorize(*http.Request, string, Action) error { return nil }
