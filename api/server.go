@@ -90,13 +90,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	})
 	r.GET("/readyz", s.serveReady)
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, errRouteUnknown)
+		s.writeError(w, r, errNotFound)
 	})
 	s.router = r
 	return s, nil
 }
-
-var errRouteUnknown = errors.New("api: no such route")
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 	if s.cfg.Ready != nil {
