@@ -32,6 +32,28 @@ func Apply(txn Txn, index uint64, data []byte) any {
 		return errOrNil(applyDeleteTag(txn, c))
 	case *UnlinkBlob:
 		return errOrNil(applyUnlinkBlob(txn, c))
+	case *PutUser:
+		return errOrNil(applyPutUser(txn, c))
+	case *DeleteUser:
+		return errOrNil(applyDeleteUser(txn, c))
+	case *PutProject:
+		return errOrNil(applyPutProject(txn, c))
+	case *DeleteProject:
+		return errOrNil(applyDeleteProject(txn, c))
+	case *SetMember:
+		return errOrNil(applySetMember(txn, c))
+	case *PutWorkspace:
+		return errOrNil(applyPutWorkspace(txn, c))
+	case *DeleteWorkspace:
+		return errOrNil(applyDeleteWorkspace(txn, c))
+	case *PutRobot:
+		return errOrNil(applyPutRobot(txn, c))
+	case *DeleteRobot:
+		return errOrNil(applyDeleteRobot(txn, c))
+	case *PutSigningKey:
+		return errOrNil(applyPutSigningKey(txn, c))
+	case *SetRepoDescription:
+		return errOrNil(applySetRepoDescription(txn, c))
 	default:
 		return fmt.Errorf("apply entry %d: %w: no apply for type %d", index, ErrCommandCorrupt, c.Type())
 	}
@@ -48,8 +70,18 @@ func errOrNil(err error) any {
 // IsDomainError reports whether err (a value returned by Apply) is a refusal that
 // left the state unchanged, as opposed to a corrupt entry or storage failure.
 func IsDomainError(err error) bool {
-	return errors.Is(err, ErrBlobUnknown) || errors.Is(err, ErrManifestUnknown) ||
-		errors.Is(err, ErrManifestBlobUnknown) || errors.Is(err, ErrNameUnknown)
+	for _, target := range domainErrors {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+var domainErrors = []error{
+	ErrBlobUnknown, ErrManifestUnknown, ErrManifestBlobUnknown, ErrNameUnknown,
+	ErrUserUnknown, ErrProjectUnknown, ErrWorkspaceUnknown, ErrRobotUnknown, ErrMemberUnknown,
+	ErrExists, ErrConflict, ErrInvalid,
 }
 
 func has(r Reader, key []byte) (bool, error) {
@@ -71,7 +103,17 @@ func ensureRepo(txn Txn, repo string, c interface{ created() Repository }) error
 func (c *PutBlob) created() Repository     { return Repository{Created: c.Time} }
 func (c *PutManifest) created() Repository { return Repository{Created: c.Time} }
 
+// checkWorkspace refuses content for a repository whose workspace does not
+// exist: workspaces are created, never implied by a push.
+func checkWorkspace(r Reader, repo string) error {
+	_, err := GetWorkspace(r, WorkspaceOf(repo))
+	return err
+}
+
 func applyPutBlob(txn Txn, c *PutBlob) error {
+	if err := checkWorkspace(txn, c.Repo); err != nil {
+		return err
+	}
 	if err := ensureRepo(txn, c.Repo, c); err != nil {
 		return err
 	}
@@ -92,6 +134,9 @@ func applyPutBlob(txn Txn, c *PutBlob) error {
 }
 
 func applyPutManifest(txn Txn, c *PutManifest) error {
+	if err := checkWorkspace(txn, c.Repo); err != nil {
+		return err
+	}
 	for _, d := range c.Info.Blobs {
 		linked, err := has(txn, linkKey(c.Repo, d))
 		if err != nil {

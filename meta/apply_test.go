@@ -88,7 +88,7 @@ func pushImage(t *testing.T, txn Txn, repo string, idx uint64, tag string, layer
 }
 
 func TestPutManifestAndReads(t *testing.T) {
-	txn := newMemTxn()
+	txn := seededTxn(t)
 	d := pushImage(t, txn, "lib/app", 1, "v1", "cfg", "layer1")
 	info, content, err := GetManifest(txn, "lib/app", d)
 	if err != nil {
@@ -118,7 +118,7 @@ func TestPutManifestAndReads(t *testing.T) {
 }
 
 func TestPutManifestRefusesUnknownBlobAtomically(t *testing.T) {
-	txn := newMemTxn()
+	txn := seededTxn(t)
 	mustApply(t, txn, 1, &PutBlob{Repo: "a/x", Digest: dg("cfg"), Size: 3, Time: t0})
 	before := txn.clone()
 	content := []byte(`{}`)
@@ -140,7 +140,7 @@ func TestPutManifestRefusesUnknownBlobAtomically(t *testing.T) {
 }
 
 func TestTagsMoveAndDelete(t *testing.T) {
-	txn := newMemTxn()
+	txn := seededTxn(t)
 	d1 := pushImage(t, txn, "a/x", 1, "latest", "l1")
 	d2 := pushImage(t, txn, "a/x", 2, "latest", "l2")
 	if tags, _ := TagsOf(txn, "a/x", d1); len(tags) != 0 {
@@ -170,7 +170,7 @@ func TestTagsMoveAndDelete(t *testing.T) {
 }
 
 func TestListTagsPagination(t *testing.T) {
-	txn := newMemTxn()
+	txn := seededTxn(t)
 	for i, tag := range []string{"c", "a", "b", "d", "e"} {
 		pushImage(t, txn, "a/x", uint64(i+1), tag, "l")
 	}
@@ -196,7 +196,7 @@ func TestListTagsPagination(t *testing.T) {
 }
 
 func TestReferrers(t *testing.T) {
-	txn := newMemTxn()
+	txn := seededTxn(t)
 	subject := pushImage(t, txn, "a/x", 1, "v1", "l")
 	mustApply(t, txn, 2, &PutBlob{Repo: "a/x", Digest: dg("sbom"), Size: 4, Time: t0})
 	for i, at := range []string{"application/sbom", "application/sig"} {
@@ -222,7 +222,7 @@ func TestReferrers(t *testing.T) {
 }
 
 func TestUnlinkBlob(t *testing.T) {
-	txn := newMemTxn()
+	txn := seededTxn(t)
 	mustApply(t, txn, 1, &PutBlob{Repo: "a/x", Digest: dg("b"), Size: 1, Time: t0})
 	if r := mustApply(t, txn, 2, &UnlinkBlob{Repo: "a/x", Digest: dg("b"), Time: t0}); r != nil {
 		t.Fatal(r)

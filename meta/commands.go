@@ -17,6 +17,18 @@ const (
 	CmdDeleteManifest CommandType = 3 // remove a manifest, its tags and its referrer entry
 	CmdDeleteTag      CommandType = 4 // remove one tag
 	CmdUnlinkBlob     CommandType = 5 // remove a blob's link from a repository
+
+	CmdPutUser            CommandType = 6  // create or update a user
+	CmdDeleteUser         CommandType = 7  // remove a user and their memberships
+	CmdPutProject         CommandType = 8  // create or update a project
+	CmdDeleteProject      CommandType = 9  // remove a project without workspaces, its members and robots
+	CmdSetMember          CommandType = 10 // add, change or (empty role) remove a member
+	CmdPutWorkspace       CommandType = 11 // create or update a workspace
+	CmdDeleteWorkspace    CommandType = 12 // remove a workspace without repositories
+	CmdPutRobot           CommandType = 13 // create or update a robot account
+	CmdDeleteRobot        CommandType = 14 // remove a robot account
+	CmdPutSigningKey      CommandType = 15 // add a token signing key
+	CmdSetRepoDescription CommandType = 16 // set a repository's description
 )
 
 const (
@@ -112,6 +124,28 @@ func Decode(data []byte) (Command, error) {
 		c = &DeleteTag{}
 	case CmdUnlinkBlob:
 		c = &UnlinkBlob{}
+	case CmdPutUser:
+		c = &PutUser{}
+	case CmdDeleteUser:
+		c = &DeleteUser{}
+	case CmdPutProject:
+		c = &PutProject{}
+	case CmdDeleteProject:
+		c = &DeleteProject{}
+	case CmdSetMember:
+		c = &SetMember{}
+	case CmdPutWorkspace:
+		c = &PutWorkspace{}
+	case CmdDeleteWorkspace:
+		c = &DeleteWorkspace{}
+	case CmdPutRobot:
+		c = &PutRobot{}
+	case CmdDeleteRobot:
+		c = &DeleteRobot{}
+	case CmdPutSigningKey:
+		c = &PutSigningKey{}
+	case CmdSetRepoDescription:
+		c = &SetRepoDescription{}
 	default:
 		if data[2]&flagIgnorable != 0 {
 			return nil, nil

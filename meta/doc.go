@@ -17,7 +17,15 @@
 //	m/<repo>\x00<digest>              -> manifest header + bytes    manifests, exact bytes as pushed
 //	t/<repo>\x00<tag>                 -> tagRecord                  tags (lexical order for tags/list)
 //	g/<repo>\x00<digest>\x00<tag>     -> empty                      reverse tag index: tags of a manifest
-//	f/<repo>\x00<subject>\x00<digest> -> Descriptor                 referrers of a subject
+//	f/<repo>\x00<subject>\x00<digest> -> Referrer                   referrers of a subject
+//	u/<user>                          -> User                       users (bcrypt hash, cloud-admin flag)
+//	p/<project>                       -> Project                    projects (tenants)
+//	pm/<project>\x00<user>            -> Member                     a project's members and their roles
+//	um/<user>\x00<project>            -> empty                      reverse index: a user's projects
+//	w/<workspace>                     -> Workspace                  workspaces, unique in the cluster
+//	pw/<project>\x00<workspace>       -> empty                      reverse index: a project's workspaces
+//	o/<project>\x00<robot>            -> Robot                      robot accounts
+//	k/<key id>                        -> SigningKey                 token signing keys
 //
 // Keys of this package begin with a byte >= 0x61 ('a'); the bytes below 0x20 are
 // reserved for the store that hosts the state (the FSM's applied index, the Raft log).

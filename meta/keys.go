@@ -29,3 +29,18 @@ func referrerPrefix(repo string, subject Digest) []byte {
 func referrerKey(repo string, subject, d Digest) []byte {
 	return []byte("f/" + repo + sep + string(subject) + sep + string(d))
 }
+
+func userKey(name string) []byte                 { return []byte("u/" + name) }
+func projectKey(name string) []byte              { return []byte("p/" + name) }
+func memberPrefix(project string) []byte         { return []byte("pm/" + project + sep) }
+func memberKey(project, user string) []byte      { return []byte("pm/" + project + sep + user) }
+func userProjectPrefix(user string) []byte       { return []byte("um/" + user + sep) }
+func userProjectKey(user, project string) []byte { return []byte("um/" + user + sep + project) }
+func workspaceKey(name string) []byte            { return []byte("w/" + name) }
+func projectWorkspacePrefix(project string) []byte {
+	return []byte("pw/" + project + sep)
+}
+func projectWorkspaceKey(project, ws string) []byte { return []byte("pw/" + project + sep + ws) }
+func robotPrefix(project string) []byte             { return []byte("o/" + project + sep) }
+func robotKey(project, name string) []byte          { return []byte("o/" + project + sep + name) }
+func signingKeyKey(id string) []byte                { return []byte("k/" + id) }

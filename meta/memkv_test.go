@@ -45,3 +45,23 @@ func (t *memTxn) clone() *memTxn {
 	}
 	return c
 }
+
+// seededTxn holds a project "p" owning the workspaces the tests push into.
+func seededTxn(t interface {
+	Helper()
+	Fatalf(string, ...any)
+}) *memTxn {
+	t.Helper()
+	txn := newMemTxn()
+	cmds := []Command{&PutProject{Name: "p", Create: true}}
+	for _, ws := range []string{"lib", "a", "b", "other", "no"} {
+		cmds = append(cmds, &PutWorkspace{Name: ws, Project: "p", Visibility: Private, Create: true})
+	}
+	for i, c := range cmds {
+		data, _ := Encode(c)
+		if r := Apply(txn, uint64(i+1), data); r != nil {
+			t.Fatalf("seed: %v", r)
+		}
+	}
+	return txn
+}

@@ -9,8 +9,9 @@ import (
 
 // Repository is a repository as the catalog lists it.
 type Repository struct {
-	Name    string    `json:"-"`
-	Created time.Time `json:"created"`
+	Name        string    `json:"-"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
 }
 
 // Blob is a blob the cluster has recorded: its bytes are durable on at least the

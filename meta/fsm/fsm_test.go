@@ -22,6 +22,21 @@ func openDB(t *testing.T, dir string) *pebble.DB {
 	return db
 }
 
+// seed creates the workspaces the tests push into, as entries 1 to 3; the
+// tests' own entries start at index 10.
+func seed(t *testing.T, f *FSM) {
+	t.Helper()
+	for i, r := range f.ApplyBatch([]*raft.Log{
+		entry(t, 1, &meta.PutProject{Name: "p", Create: true, Time: t0}),
+		entry(t, 2, &meta.PutWorkspace{Name: "a", Project: "p", Visibility: meta.Private, Create: true, Time: t0}),
+		entry(t, 3, &meta.PutWorkspace{Name: "b", Project: "p", Visibility: meta.Private, Create: true, Time: t0}),
+	}) {
+		if r != nil {
+			t.Fatalf("seed %d: %v", i, r)
+		}
+	}
+}
+
 func entry(t *testing.T, index uint64, c meta.Command) *raft.Log {
 	t.Helper()
 	data, err := meta.Encode(c)
@@ -44,10 +59,11 @@ func TestApplyPersistsAndSkipsReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	seed(t, f)
 	resps := f.ApplyBatch([]*raft.Log{
-		entry(t, 1, &meta.PutBlob{Repo: "a/x", Digest: d1, Size: 3, Time: t0}),
-		entry(t, 2, &meta.UnlinkBlob{Repo: "a/x", Digest: d2, Time: t0}), // refused: not linked
-		{Index: 3, Term: 1, Type: raft.LogNoop},
+		entry(t, 11, &meta.PutBlob{Repo: "a/x", Digest: d1, Size: 3, Time: t0}),
+		entry(t, 12, &meta.UnlinkBlob{Repo: "a/x", Digest: d2, Time: t0}), // refused: not linked
+		{Index: 13, Term: 1, Type: raft.LogNoop},
 	})
 	if resps[0] != nil {
 		t.Errorf("entry 1: got %v, want nil", resps[0])
@@ -55,13 +71,13 @@ func TestApplyPersistsAndSkipsReplay(t *testing.T) {
 	if err, _ := resps[1].(error); !errors.Is(err, meta.ErrBlobUnknown) {
 		t.Errorf("entry 2: got %v, want ErrBlobUnknown", resps[1])
 	}
-	if got, want := f.AppliedIndex(), uint64(3); got != want {
+	if got, want := f.AppliedIndex(), uint64(13); got != want {
 		t.Errorf("applied: got %v, want %v", got, want)
 	}
 	select {
-	case <-f.WaitApplied(3):
+	case <-f.WaitApplied(13):
 	default:
-		t.Error("WaitApplied(3) not closed at applied index 3")
+		t.Error("WaitApplied(13) not closed at applied index 13")
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
@@ -75,11 +91,11 @@ func TestApplyPersistsAndSkipsReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := f.AppliedIndex(), uint64(3); got != want {
+	if got, want := f.AppliedIndex(), uint64(13); got != want {
 		t.Fatalf("applied after reopen: got %v, want %v", got, want)
 	}
-	f.Apply(entry(t, 4, &meta.UnlinkBlob{Repo: "a/x", Digest: d1, Time: t0}))
-	f.Apply(entry(t, 1, &meta.PutBlob{Repo: "a/x", Digest: d1, Size: 3, Time: t0}))
+	f.Apply(entry(t, 14, &meta.UnlinkBlob{Repo: "a/x", Digest: d1, Time: t0}))
+	f.Apply(entry(t, 11, &meta.PutBlob{Repo: "a/x", Digest: d1, Size: 3, Time: t0}))
 	if _, err := meta.GetLinkedBlob(f.Reader(), "a/x", d1); !errors.Is(err, meta.ErrBlobUnknown) {
 		t.Errorf("replayed entry was applied again: got %v, want ErrBlobUnknown", err)
 	}
@@ -98,16 +114,17 @@ func TestSnapshotRestore(t *testing.T) {
 	src := openDB(t, t.TempDir())
 	defer src.Close()
 	f, _ := New(src, nil)
+	seed(t, f)
 	f.ApplyBatch([]*raft.Log{
-		entry(t, 1, &meta.PutBlob{Repo: "a/x", Digest: d1, Size: 3, Time: t0}),
-		entry(t, 2, &meta.PutBlob{Repo: "b/y", Digest: d2, Size: 3, Time: t0}),
+		entry(t, 11, &meta.PutBlob{Repo: "a/x", Digest: d1, Size: 3, Time: t0}),
+		entry(t, 12, &meta.PutBlob{Repo: "b/y", Digest: d2, Size: 3, Time: t0}),
 	})
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A write after the snapshot must not be in it.
-	f.Apply(entry(t, 3, &meta.UnlinkBlob{Repo: "a/x", Digest: d1, Time: t0}))
+	f.Apply(entry(t, 13, &meta.UnlinkBlob{Repo: "a/x", Digest: d1, Time: t0}))
 	var s sink
 	if err := snap.Persist(&s); err != nil {
 		t.Fatal(err)
@@ -118,18 +135,19 @@ func TestSnapshotRestore(t *testing.T) {
 	defer dst.Close()
 	g, _ := New(dst, nil)
 	// State that the snapshot replaces.
-	g.Apply(entry(t, 1, &meta.PutBlob{Repo: "stale/repo", Digest: d1, Size: 3, Time: t0}))
+	seed(t, g)
+	g.Apply(entry(t, 11, &meta.PutBlob{Repo: "a/stale", Digest: d1, Size: 3, Time: t0}))
 	if err := g.Restore(io.NopCloser(&s)); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := g.AppliedIndex(), uint64(2); got != want {
+	if got, want := g.AppliedIndex(), uint64(12); got != want {
 		t.Errorf("applied after restore: got %v, want %v", got, want)
 	}
 	repos, _, err := meta.ListRepositories(g.Reader(), "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(repos) != 2 || repos[0] != "a/x" || repos[1] != "b/y" {
+	if len(repos) != 2 || repos[0] != "a/x" || repos[1] != "b/y" { // a/stale is gone
 		t.Errorf("repos after restore: got %v, want [a/x b/y]", repos)
 	}
 	if _, err := meta.GetLinkedBlob(g.Reader(), "a/x", d1); err != nil {
