@@ -1,0 +1,49 @@
+# Berth — the targets are the interface (see README.md). CI runs `make test` (.ci/run).
+
+SHELL := /bin/bash
+GO    ?= go
+
+# Where the test tools live; the same default as ../shared/tools/lib.sh and the e2e test.
+BERTH_TOOLS_BIN ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth-tools/bin
+export BERTH_TOOLS_BIN
+
+# `make run` settings (override on the command line: make run LISTEN=127.0.0.1:5001)
+LISTEN   ?= 127.0.0.1:5000
+DATA_DIR ?= ./berth-data
+NODE_ID  ?= node1
+
+.PHONY: all build run test tools vet lint bench clean
+
+all: build
+
+## build: bin/berth
+build:
+	$(GO) build -trimpath -o bin/berth ./cmd/berth
+
+## run: a single-node registry on $(LISTEN), data in $(DATA_DIR)
+run: build
+	bin/berth serve --data-dir $(DATA_DIR) --listen $(LISTEN) --node-id $(NODE_ID)
+
+## tools: install the client tools the tests use (crane, oras, regctl, skopeo, conformance suite)
+tools:
+	@.ci/install-test-tools.sh
+
+## test: tools, go vet, then every test with -race (the e2e test in cmd/berth included)
+test: tools
+	$(GO) vet ./...
+	BERTH_E2E_REQUIRE=1 $(GO) test -race -timeout 20m ./...
+
+vet:
+	$(GO) vet ./...
+
+## lint: gofmt must list nothing, go vet must pass
+lint:
+	@out=$$(gofmt -l . 2>&1); if [ -n "$$out" ]; then echo "gofmt -l (run gofmt -w on these):"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## bench: Berth against Distribution 2.8 with ../shared/tools/bench (SIZE_MIB, N, DUR, CONNS, SKIP_LIMITS)
+bench:
+	.ci/bench.sh
+
+clean:
+	rm -rf bin
