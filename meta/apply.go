@@ -54,6 +54,8 @@ func Apply(txn Txn, index uint64, data []byte) any {
 		return errOrNil(applyPutSigningKey(txn, c))
 	case *SetRepoDescription:
 		return errOrNil(applySetRepoDescription(txn, c))
+	case *SetBlobLocation:
+		return errOrNil(applySetBlobLocation(txn, c))
 	default:
 		return fmt.Errorf("apply entry %d: %w: no apply for type %d", index, ErrCommandCorrupt, c.Type())
 	}
@@ -69,20 +71,7 @@ func errOrNil(err error) any {
 
 // IsDomainError reports whether err (a value returned by Apply) is a refusal that
 // left the state unchanged, as opposed to a corrupt entry or storage failure.
-func IsDomainError(err error) bool {
-	for _, target := range domainErrors {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return false
-}
-
-var domainErrors = []error{
-	ErrBlobUnknown, ErrManifestUnknown, ErrManifestBlobUnknown, ErrNameUnknown,
-	ErrUserUnknown, ErrProjectUnknown, ErrWorkspaceUnknown, ErrRobotUnknown, ErrMemberUnknown,
-	ErrExists, ErrConflict, ErrInvalid,
-}
+func IsDomainError(err error) bool { return ErrorCode(err) != "" }
 
 func has(r Reader, key []byte) (bool, error) {
 	_, err := r.Get(key)
@@ -126,11 +115,19 @@ func applyPutBlob(txn Txn, c *PutBlob) error {
 			return err
 		}
 	}
+	for _, node := range c.Nodes {
+		if err := txn.Set(blobNodeKey(c.Digest, node), nil); err != nil {
+			return err
+		}
+	}
 	ok, err = has(txn, linkKey(c.Repo, c.Digest))
 	if err != nil || ok {
 		return err
 	}
-	return txn.Set(linkKey(c.Repo, c.Digest), encodeJSON(linkRecord{Created: c.Time}))
+	if err := txn.Set(linkKey(c.Repo, c.Digest), encodeJSON(linkRecord{Created: c.Time})); err != nil {
+		return err
+	}
+	return txn.Set(blobRepoKey(c.Digest, c.Repo), nil)
 }
 
 func applyPutManifest(txn Txn, c *PutManifest) error {
@@ -266,5 +263,24 @@ func applyUnlinkBlob(txn Txn, c *UnlinkBlob) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrBlobUnknown, c.Digest)
 	}
-	return txn.Delete(linkKey(c.Repo, c.Digest))
+	if err := txn.Delete(linkKey(c.Repo, c.Digest)); err != nil {
+		return err
+	}
+	return txn.Delete(blobRepoKey(c.Digest, c.Repo))
+}
+
+func applySetBlobLocation(txn Txn, c *SetBlobLocation) error {
+	if c.Node == "" {
+		return fmt.Errorf("%w: blob location without a node", ErrInvalid)
+	}
+	if c.Remove {
+		return txn.Delete(blobNodeKey(c.Digest, c.Node))
+	}
+	if ok, err := has(txn, blobKey(c.Digest)); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("%w: %s", ErrBlobUnknown, c.Digest)
+		}
+		return err
+	}
+	return txn.Set(blobNodeKey(c.Digest, c.Node), nil)
 }

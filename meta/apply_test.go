@@ -224,13 +224,42 @@ func TestReferrers(t *testing.T) {
 func TestUnlinkBlob(t *testing.T) {
 	txn := seededTxn(t)
 	mustApply(t, txn, 1, &PutBlob{Repo: "a/x", Digest: dg("b"), Size: 1, Time: t0})
+	mustApply(t, txn, 1, &PutBlob{Repo: "b/y", Digest: dg("b"), Size: 1, Time: t0})
+	if repos, _ := ReposWithBlob(txn, dg("b")); !reflect.DeepEqual(repos, []string{"a/x", "b/y"}) {
+		t.Errorf("repos with blob: got %v, want [a/x b/y]", repos)
+	}
 	if r := mustApply(t, txn, 2, &UnlinkBlob{Repo: "a/x", Digest: dg("b"), Time: t0}); r != nil {
 		t.Fatal(r)
+	}
+	if repos, _ := ReposWithBlob(txn, dg("b")); !reflect.DeepEqual(repos, []string{"b/y"}) {
+		t.Errorf("repos with blob after unlink: got %v, want [b/y]", repos)
 	}
 	if _, err := GetLinkedBlob(txn, "a/x", dg("b")); !errors.Is(err, ErrBlobUnknown) {
 		t.Errorf("got %v, want ErrBlobUnknown", err)
 	}
 	if r := mustApply(t, txn, 3, &UnlinkBlob{Repo: "a/x", Digest: dg("b"), Time: t0}); !errors.Is(r.(error), ErrBlobUnknown) {
 		t.Errorf("second unlink: got %v, want ErrBlobUnknown", r)
+	}
+}
+
+func TestBlobLocations(t *testing.T) {
+	txn := seededTxn(t)
+	mustApply(t, txn, 1, &PutBlob{Repo: "a/x", Digest: dg("b"), Size: 1, Nodes: []string{"n1", "n2"}, Time: t0})
+	if r := mustApply(t, txn, 2, &SetBlobLocation{Digest: dg("b"), Node: "n3", Time: t0}); r != nil {
+		t.Fatal(r)
+	}
+	if r := mustApply(t, txn, 3, &SetBlobLocation{Digest: dg("b"), Node: "n1", Remove: true, Time: t0}); r != nil {
+		t.Fatal(r)
+	}
+	if got, _ := BlobLocations(txn, dg("b")); !reflect.DeepEqual(got, []string{"n2", "n3"}) {
+		t.Errorf("locations: got %v, want [n2 n3]", got)
+	}
+	if r := mustApply(t, txn, 4, &SetBlobLocation{Digest: dg("unknown"), Node: "n1", Time: t0}); !errors.Is(r.(error), ErrBlobUnknown) {
+		t.Errorf("location of an unknown blob: got %v, want ErrBlobUnknown", r)
+	}
+	var seen []Digest
+	_ = ScanBlobs(txn, "", func(b *Blob) error { seen = append(seen, b.Digest); return nil })
+	if len(seen) != 1 || seen[0] != dg("b") {
+		t.Errorf("scan: got %v", seen)
 	}
 }

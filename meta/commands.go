@@ -29,6 +29,7 @@ const (
 	CmdDeleteRobot        CommandType = 14 // remove a robot account
 	CmdPutSigningKey      CommandType = 15 // add a token signing key
 	CmdSetRepoDescription CommandType = 16 // set a repository's description
+	CmdSetBlobLocation    CommandType = 17 // record that a node holds (or lost) a verified copy of a blob
 )
 
 const (
@@ -49,10 +50,21 @@ type Command interface {
 }
 
 // PutBlob records that a blob's bytes are durable and links it into Repo.
+// Nodes lists the nodes that hold a verified copy when it is proposed.
 type PutBlob struct {
 	Repo   string    `json:"repo"`
 	Digest Digest    `json:"digest"`
 	Size   int64     `json:"size"`
+	Nodes  []string  `json:"nodes,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// SetBlobLocation records that Node holds a verified copy of a recorded blob, or
+// (Remove) that it no longer does.
+type SetBlobLocation struct {
+	Digest Digest    `json:"digest"`
+	Node   string    `json:"node"`
+	Remove bool      `json:"remove,omitempty"`
 	Time   time.Time `json:"time"`
 }
 
@@ -89,11 +101,12 @@ type UnlinkBlob struct {
 	Time   time.Time `json:"time"`
 }
 
-func (*PutBlob) Type() CommandType        { return CmdPutBlob }
-func (*PutManifest) Type() CommandType    { return CmdPutManifest }
-func (*DeleteManifest) Type() CommandType { return CmdDeleteManifest }
-func (*DeleteTag) Type() CommandType      { return CmdDeleteTag }
-func (*UnlinkBlob) Type() CommandType     { return CmdUnlinkBlob }
+func (*PutBlob) Type() CommandType         { return CmdPutBlob }
+func (*PutManifest) Type() CommandType     { return CmdPutManifest }
+func (*DeleteManifest) Type() CommandType  { return CmdDeleteManifest }
+func (*DeleteTag) Type() CommandType       { return CmdDeleteTag }
+func (*UnlinkBlob) Type() CommandType      { return CmdUnlinkBlob }
+func (*SetBlobLocation) Type() CommandType { return CmdSetBlobLocation }
 
 // Encode lays a command out as: version byte, type byte, flags byte, JSON body.
 func Encode(c Command) ([]byte, error) {
@@ -146,6 +159,8 @@ func Decode(data []byte) (Command, error) {
 		c = &PutSigningKey{}
 	case CmdSetRepoDescription:
 		c = &SetRepoDescription{}
+	case CmdSetBlobLocation:
+		c = &SetBlobLocation{}
 	default:
 		if data[2]&flagIgnorable != 0 {
 			return nil, nil

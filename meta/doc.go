@@ -14,6 +14,8 @@
 //	r/<repo>                          -> repoRecord                 repositories (catalog order)
 //	b/<digest>                        -> blobRecord                 blobs known to the cluster: size, first seen
 //	l/<repo>\x00<digest>              -> linkRecord                 blob linked into a repository (pushed or mounted)
+//	bn/<digest>\x00<node>             -> empty                      nodes that hold a verified copy of the blob
+//	bl/<digest>\x00<repo>             -> empty                      reverse index: repositories a blob is linked into
 //	m/<repo>\x00<digest>              -> manifest header + bytes    manifests, exact bytes as pushed
 //	t/<repo>\x00<tag>                 -> tagRecord                  tags (lexical order for tags/list)
 //	g/<repo>\x00<digest>\x00<tag>     -> empty                      reverse tag index: tags of a manifest

@@ -44,3 +44,9 @@ func projectWorkspaceKey(project, ws string) []byte { return []byte("pw/" + proj
 func robotPrefix(project string) []byte             { return []byte("o/" + project + sep) }
 func robotKey(project, name string) []byte          { return []byte("o/" + project + sep + name) }
 func signingKeyKey(id string) []byte                { return []byte("k/" + id) }
+
+func blobRepoPrefix(d Digest) []byte           { return []byte("bl/" + string(d) + sep) }
+func blobRepoKey(d Digest, repo string) []byte { return []byte("bl/" + string(d) + sep + repo) }
+
+func blobNodePrefix(d Digest) []byte           { return []byte("bn/" + string(d) + sep) }
+func blobNodeKey(d Digest, node string) []byte { return []byte("bn/" + string(d) + sep + node) }

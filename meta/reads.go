@@ -159,3 +159,30 @@ func TagsOf(r Reader, repo string, d Digest) ([]string, error) {
 	})
 	return out, err
 }
+
+// ReposWithBlob returns every repository the blob is linked into, in name order.
+func ReposWithBlob(r Reader, d Digest) ([]string, error) {
+	return prefixKeys(r, blobRepoPrefix(d))
+}
+
+// BlobLocations returns the nodes that hold a verified copy of the blob, in
+// node id order.
+func BlobLocations(r Reader, d Digest) ([]string, error) {
+	return prefixKeys(r, blobNodePrefix(d))
+}
+
+// ScanBlobs calls fn for every recorded blob in digest order, starting after
+// last (or at the first when last is empty); fn may return ErrStopScan.
+func ScanBlobs(r Reader, last Digest, fn func(b *Blob) error) error {
+	var start []byte
+	if last != "" {
+		start = append(blobKey(last), 0)
+	}
+	return scanPrefix(r, []byte("b/"), start, func(k, v []byte) error {
+		b := &Blob{Digest: Digest(k[2:])}
+		if err := json.Unmarshal(v, b); err != nil {
+			return fmt.Errorf("meta: corrupt blob %s: %w", b.Digest, err)
+		}
+		return fn(b)
+	})
+}

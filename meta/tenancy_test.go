@@ -2,6 +2,7 @@ package meta
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -116,5 +117,21 @@ func TestNamesAndRobotLogins(t *testing.T) {
 		if _, _, ok := ParseRobotLogin(bad); ok {
 			t.Errorf("ParseRobotLogin(%q) accepted", bad)
 		}
+	}
+}
+
+func TestErrorCodesRoundTrip(t *testing.T) {
+	for code, target := range domainCodes {
+		err := fmt.Errorf("%w: detail for %s", target, code)
+		if got := ErrorCode(err); got != code {
+			t.Errorf("ErrorCode(%v): got %q, want %q", err, got, code)
+		}
+		back := ErrorFromCode(code, err.Error())
+		if !errors.Is(back, target) || back.Error() != err.Error() {
+			t.Errorf("ErrorFromCode(%q): got %v, want %v", code, back, err)
+		}
+	}
+	if ErrorCode(errors.New("disk on fire")) != "" {
+		t.Error("a non-domain error got a code")
 	}
 }
