@@ -12,7 +12,7 @@ LISTEN   ?= 127.0.0.1:5000
 DATA_DIR ?= ./berth-data
 NODE_ID  ?= node1
 
-.PHONY: all build run test tools vet lint bench clean
+.PHONY: all build run cluster test tools vet lint bench clean
 
 all: build
 
@@ -23,6 +23,10 @@ build:
 ## run: a single-node registry on $(LISTEN), data in $(DATA_DIR)
 run: build
 	bin/berth serve --data-dir $(DATA_DIR) --listen $(LISTEN) --node-id $(NODE_ID)
+
+## cluster: three local nodes on 127.0.0.1:5001-5003 (data in ./berth-cluster)
+cluster: build
+	deploy/local-cluster.sh
 
 ## tools: install the client tools the tests use (crane, oras, regctl, skopeo, conformance suite)
 tools:

@@ -16,7 +16,7 @@ import (
 // repository: knowing a digest grants nothing. Range requests (206, 416) and
 // sendfile come from http.ServeContent over the blob file.
 func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionPull); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionPull); err != nil {
 		return err
 	}
 	d := meta.Digest(rt.Ref)
@@ -52,7 +52,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt v2Route) err
 // deleteBlob unlinks a blob from the repository; the bytes stay until garbage
 // collection finds nothing else uses them.
 func (s *Server) deleteBlob(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionDelete); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionDelete); err != nil {
 		return err
 	}
 	err := s.propose.Propose(r.Context(), &meta.UnlinkBlob{Repo: rt.Repo, Digest: meta.Digest(rt.Ref), Time: s.cfg.Clock()})

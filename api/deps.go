@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http"
 	"os"
 
 	"github.com/opencontainers/go-digest"
@@ -49,18 +48,3 @@ const (
 	ActionPush   Action = "push"
 	ActionDelete Action = "delete"
 )
-
-// Authorizer is the one authorization point: every handler asks it before it
-// touches a repository. repo is "" for registry-wide requests (the base endpoint,
-// the catalog). It returns nil to allow, or an error that the error table maps
-// (401 with a challenge, 403).
-type Authorizer interface {
-	Authorize(r *http.Request, repo string, action Action) error
-}
-
-// OpenAccess allows every request. It is the single-node default until tenancy
-// lands; it keeps the authorization call in every handler so that the next
-// Authorizer sees every request.
-type OpenAccess struct{}
-
-func (OpenAccess) Authorize(*http.Request, string, Action) error { return nil }

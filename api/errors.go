@@ -78,6 +78,8 @@ var codeInfo = map[ErrorCode]struct {
 	CodeUnavailable:             {http.StatusServiceUnavailable, "service unavailable"},
 	CodeUnknown:                 {http.StatusInternalServerError, "internal server error"},
 	CodeNotFound:                {http.StatusNotFound, "no such endpoint"},
+	CodeInvalid:                 {http.StatusBadRequest, "invalid request"},
+	CodeConflict:                {http.StatusConflict, "conflict"},
 }
 
 // Status returns the code's default HTTP status (500 for a code not in the table).
@@ -192,6 +194,8 @@ var errorMapping = []struct {
 	{target: meta.ErrManifestUnknown, code: CodeManifestUnknown},
 	{target: meta.ErrManifestBlobUnknown, code: CodeManifestBlobUnknown, detail: true},
 	{target: meta.ErrNameUnknown, code: CodeNameUnknown},
+	// A push whose workspace vanished between authorize's check and the commit.
+	{target: meta.ErrWorkspaceUnknown, code: CodeNameUnknown},
 	{target: ErrUnavailable, code: CodeUnavailable, status: http.StatusServiceUnavailable},
 	// The blob store.
 	{target: blobstore.ErrBlobUnknown, code: CodeBlobUnknown},
@@ -201,6 +205,7 @@ var errorMapping = []struct {
 	{target: blobstore.ErrDigestUnsupported, code: CodeDigestInvalid},
 	{target: blobstore.ErrSizeInvalid, code: CodeSizeInvalid},
 	{target: blobstore.ErrUploadBusy, code: CodeBlobUploadInvalid, status: http.StatusConflict},
+	{target: blobstore.ErrClosed, code: CodeUnavailable, status: http.StatusServiceUnavailable},
 }
 
 // toAPIError turns any error into the apiError to send. An *apiError in the chain

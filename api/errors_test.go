@@ -40,6 +40,8 @@ func TestErrorCodeStatus(t *testing.T) {
 		CodeUnavailable:             503,
 		CodeUnknown:                 500,
 		CodeNotFound:                404,
+		CodeInvalid:                 400,
+		CodeConflict:                409,
 	}
 	if len(codeInfo) != len(want) {
 		t.Errorf("codeInfo has %d codes, the test knows %d", len(codeInfo), len(want))

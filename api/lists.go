@@ -47,7 +47,7 @@ func setNextLink(w http.ResponseWriter, path string, n int, last string) {
 }
 
 func (s *Server) getTags(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionPull); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionPull); err != nil {
 		return err
 	}
 	q := r.URL.Query()
@@ -78,7 +78,7 @@ func (s *Server) getTags(w http.ResponseWriter, r *http.Request, rt v2Route) err
 }
 
 func (s *Server) getCatalog(w http.ResponseWriter, r *http.Request, _ v2Route) error {
-	if err := s.auth.Authorize(r, "", ActionPull); err != nil {
+	if err := s.authorizeCatalog(r); err != nil {
 		return err
 	}
 	q := r.URL.Query()
@@ -89,7 +89,8 @@ func (s *Server) getCatalog(w http.ResponseWriter, r *http.Request, _ v2Route) e
 	repos := []string{}
 	more := false
 	if n > 0 {
-		if repos, more, err = meta.ListRepositories(s.meta, q.Get("last"), n); err != nil {
+		// Only what the caller may pull, filtered while paging.
+		if repos, more, err = s.listPullable(r, q.Get("last"), n); err != nil {
 			return err
 		}
 	}
@@ -108,7 +109,7 @@ func (s *Server) getCatalog(w http.ResponseWriter, r *http.Request, _ v2Route) e
 // subject is the digest, filtered by artifactType when asked. An unknown subject
 // has an empty list, never a 404.
 func (s *Server) getReferrers(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionPull); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionPull); err != nil {
 		return err
 	}
 	at := r.URL.Query().Get("artifactType")

@@ -27,7 +27,7 @@ func isDigestRef(ref string) bool { return strings.IndexByte(ref, ':') >= 0 }
 // getManifest serves GET and HEAD of a manifest by tag or digest: the exact bytes
 // that were pushed, with their media type and digest.
 func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionPull); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionPull); err != nil {
 		return err
 	}
 	info, content, err := s.resolve(rt.Repo, rt.Ref)
@@ -51,7 +51,7 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt v2Route)
 // blobs or child manifests the repository does not have, atomically with storing
 // it.
 func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionPush); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionPush); err != nil {
 		return err
 	}
 	max := s.cfg.MaxManifestBytes
@@ -158,7 +158,7 @@ func manifestInfo(m *meta.Manifest, size int64) meta.ManifestInfo {
 
 // deleteManifest deletes a manifest by digest (with its tags) or one tag.
 func (s *Server) deleteManifest(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionDelete); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionDelete); err != nil {
 		return err
 	}
 	var cmd meta.Command

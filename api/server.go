@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -26,6 +27,18 @@ type Config struct {
 	// Ready reports whether the node can serve writes (has a leader, disk
 	// writable); /readyz answers 503 with the error otherwise. nil: always ready.
 	Ready func() error
+
+	// Service is the token service name (the JWT audience and the challenge's
+	// service); default "berth".
+	Service string
+	// ExternalURL, when set, is the base of the token realm (for a load balancer
+	// that rewrites hosts); otherwise the realm is built from the request's Host.
+	ExternalURL string
+	// TokenTTL is the lifetime of issued tokens; default 5 minutes. Removing a
+	// member or disabling a user takes effect by the next token.
+	TokenTTL time.Duration
+	// AnonymousPull lets requests without credentials pull from public workspaces.
+	AnonymousPull bool
 }
 
 // Deps are the Server's collaborators.
@@ -33,7 +46,6 @@ type Deps struct {
 	Meta     meta.Reader
 	Proposer Proposer
 	Blobs    Blobs
-	Auth     Authorizer // nil: OpenAccess
 }
 
 // Server serves the registry's HTTP API. It is safe for concurrent use.
@@ -42,7 +54,7 @@ type Server struct {
 	meta    meta.Reader
 	propose Proposer
 	blobs   Blobs
-	auth    Authorizer
+	auth    *authState
 	log     *slog.Logger
 	metrics *metrics
 	router  *httprouter.Router
@@ -65,16 +77,23 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Meta == nil || deps.Proposer == nil || deps.Blobs == nil {
 		return nil, errors.New("api: Meta, Proposer and Blobs are required")
 	}
-	if deps.Auth == nil {
-		deps.Auth = OpenAccess{}
+	if cfg.Service == "" {
+		cfg.Service = "berth"
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 5 * time.Minute
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
+	auth, err := newAuthState(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg: cfg, meta: deps.Meta, propose: deps.Proposer, blobs: deps.Blobs,
-		auth: deps.Auth, log: cfg.Logger, metrics: m,
+		auth: auth, log: cfg.Logger, metrics: m,
 	}
 	r := httprouter.New()
 	r.RedirectTrailingSlash = false
@@ -89,6 +108,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	r.GET("/readyz", s.serveReady)
+	s.registerAuth(r)
+	s.registerManagement(r)
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFound)
 	})
@@ -145,6 +166,10 @@ func routeLabel(r *http.Request) string {
 		return "base"
 	case p == "/healthz" || p == "/readyz":
 		return p[1:]
+	case p == "/auth/token":
+		return "token"
+	case strings.HasPrefix(p, "/api/v1/"):
+		return "api"
 	}
 	if len(p) < 4 || p[:4] != "/v2/" {
 		return "other"
@@ -195,6 +220,10 @@ func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *authError
+	if errors.As(err, &ae) {
+		s.setAuthHeaders(w, r, ae)
+	}
 	if errors.Is(err, ErrUnavailable) {
 		w.Header().Set("Retry-After", "1")
 	}

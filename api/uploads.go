@@ -86,7 +86,7 @@ func blobCreated(w http.ResponseWriter, repo string, d meta.Digest) {
 // startUpload serves POST .../blobs/uploads/: a cross-repository mount, a
 // monolithic upload (?digest=), or a new session.
 func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionPush); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionPush); err != nil {
 		return err
 	}
 	q := r.URL.Query()
@@ -132,7 +132,9 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, rt v2Route)
 
 // mount links an existing blob into repo. With from, the blob must be linked to
 // from and the caller must be allowed to pull from it; without from, the blob
-// must be recorded anywhere in the registry. It reports whether it answered.
+// must be linked to some repository the caller may pull. It reports whether it
+// answered; a mount that is not allowed is not an error, the client gets an
+// upload session instead.
 func (s *Server) mount(w http.ResponseWriter, r *http.Request, repo, mount, from string) (bool, error) {
 	d, err := meta.ParseDigest(mount)
 	if err != nil {
@@ -143,12 +145,23 @@ func (s *Server) mount(w http.ResponseWriter, r *http.Request, repo, mount, from
 		if _, err := parseV2Path("/" + from + "/tags/list"); err != nil {
 			return false, nil // not a repository name: no mount, open a session
 		}
-		if err := s.auth.Authorize(r, from, ActionPull); err != nil {
-			return false, nil
+		if !s.canPull(r, from) {
+			return false, nil // not the caller's to read: an ordinary upload
 		}
 		b, err = meta.GetLinkedBlob(s.meta, from, d)
 	} else {
 		b, err = meta.GetBlob(s.meta, d)
+		if err == nil {
+			// Knowing a digest grants nothing: the caller must be able to
+			// pull some repository that holds the blob.
+			ok, cerr := s.canPullBlobOwner(r, d)
+			if cerr != nil {
+				return false, cerr
+			}
+			if !ok {
+				return false, nil
+			}
+		}
 	}
 	if errors.Is(err, meta.ErrBlobUnknown) {
 		return false, nil
@@ -199,7 +212,7 @@ func checkContentRange(w http.ResponseWriter, r *http.Request, rt v2Route, u Upl
 
 // patchUpload appends a chunk (with Content-Range) or a stream (without) to a session.
 func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionPush); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionPush); err != nil {
 		return err
 	}
 	u, err := s.session(rt)
@@ -220,7 +233,7 @@ func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request, rt v2Route)
 // finishUpload serves PUT ...?digest=: an optional last chunk, then the digest is
 // verified and the blob recorded.
 func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionPush); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionPush); err != nil {
 		return err
 	}
 	u, err := s.session(rt)
@@ -256,7 +269,7 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, rt v2Route
 }
 
 func (s *Server) uploadStatus(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionPush); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionPush); err != nil {
 		return err
 	}
 	u, err := s.session(rt)
@@ -268,7 +281,7 @@ func (s *Server) uploadStatus(w http.ResponseWriter, r *http.Request, rt v2Route
 }
 
 func (s *Server) cancelUpload(w http.ResponseWriter, r *http.Request, rt v2Route) error {
-	if err := s.auth.Authorize(r, rt.Repo, ActionPush); err != nil {
+	if err := s.authorize(r, rt.Repo, ActionPush); err != nil {
 		return err
 	}
 	u, err := s.session(rt)

@@ -42,6 +42,14 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		s.writeError(w, r, errMethodNotAllowed)
 		return
 	}
+	// Authenticate once; the handlers' authorize and canPull calls read it from
+	// the request.
+	info, err := s.authn(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	r = withAuth(r, info)
 	if err := h(w, r, rt); err != nil {
 		s.writeError(w, r, err)
 	}
@@ -66,7 +74,7 @@ func pick(method string, get, post, put, patch, del func(http.ResponseWriter, *h
 }
 
 func (s *Server) getBase(w http.ResponseWriter, r *http.Request, _ v2Route) error {
-	if err := s.auth.Authorize(r, "", ActionPull); err != nil {
+	if err := s.authorize(r, "", ActionPull); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -64,7 +64,8 @@ type Config struct {
 	// Peers is the configuration Bootstrap writes: every voter, this node
 	// included. Every node bootstrapped together must be given the same
 	// Peers. Empty means a single-node cluster of this node at its own
-	// address. A later issue adds nodes by joining instead.
+	// address, the usual start: further nodes start with Bootstrap false,
+	// join gossip, and are added by the leader's reconciler (membership.go).
 	Peers []Server
 	// ApplyTimeout bounds Propose and Barrier as a whole (waiting for a
 	// leader, enqueueing, committing, applying) on top of the caller's ctx.
@@ -183,8 +184,9 @@ type Cluster struct {
 	shutdownOnce sync.Once
 	shutdownErr  error // result of the first Shutdown, set inside shutdownOnce
 
-	mu            sync.Mutex    // guards the fields below
-	leaderChanged chan struct{} // closed and replaced on every leader change
+	mu            sync.Mutex           // guards the fields below
+	leaderChanged chan struct{}        // closed and replaced on every leader change
+	missing       map[string]time.Time // raft servers unknown to gossip, since when (reconcile)
 }
 
 // New starts a raft node for fsm, keeping the raft log and stable values in
@@ -390,7 +392,7 @@ func (c *Cluster) Stats() map[string]string { return c.raft.Stats() }
 
 // Shutdown stops the raft node and closes its transport; pending and later
 // Propose, Barrier and WaitLeader calls return ErrShutdown. It does not
-// transfer leadership first: a later issue adds that to draining. It is
+// transfer leadership first: a draining node calls TransferLeadership. It is
 // idempotent; every call returns the result of the first. The Pebble
 // database may be closed once it returns.
 func (c *Cluster) Shutdown() error {

@@ -39,11 +39,31 @@
 //
 // # Cluster shape
 //
-// This version runs a Raft node with either an in-memory transport (a single
-// node, no port opened) or a TCP transport, and can bootstrap a configuration
-// of one or more voters ([Config.Peers]). Gossip membership, joins and
-// forwarding proposals to the leader are added later; [ErrNotLeader] is what
-// a follower answers until then.
+// A Raft node runs with either an in-memory transport (a single node, no
+// port opened) or a TCP transport, and can bootstrap a configuration of one
+// or more voters ([Config.Peers]). [ErrNotLeader] is what a follower answers
+// to Propose.
+//
+// # Gossip and membership
+//
+// [Gossip] runs hashicorp/memberlist: every node gossips its zone, API and
+// raft addresses and its draining flag (JSON node metadata), and measures
+// probe round trips to the others. Raft says who votes; gossip says who is
+// alive. The leader's reconciler ([Cluster.RunReconciler], one step is
+// [Cluster.Reconcile]) brings the raft configuration in line, one change at
+// a time: it adds alive members (voters up to MaxVoters, then non-voters),
+// promotes a non-voter into a free voter seat, follows a changed raft
+// address, and removes members that left, or that have been dead for longer
+// than DeadNodeTimeout. Only the first node of a cluster bootstraps; every
+// other node starts with Bootstrap false, joins gossip, and waits to be added.
+// Gossip and raft use the same node id.
+//
+// Draining, in order: [Gossip.SetDraining] (others stop choosing this
+// node), [Cluster.TransferLeadership], [Gossip.Leave] (the leader removes
+// the node from raft at once), then [Cluster.Shutdown] and
+// [Gossip.Shutdown]. A node stopped without Leave is Dead to the others and
+// is removed after DeadNodeTimeout; restarted before that with its data, it
+// just rejoins (a new raft address is followed).
 //
 // # Shutdown order
 //

@@ -1,10 +1,12 @@
 package node
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -22,17 +24,58 @@ type Config struct {
 	// SIGTERM before their connections are closed.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	LogLevel        string        `yaml:"log_level"`
+
+	// AdminPassword is the bootstrap cloud admin's password on a cluster's first
+	// start (from BERTH_ADMIN_PASSWORD or --admin-password-file). Empty: one is
+	// generated, logged once and written 0600 to <data dir>/admin-password.
+	AdminPassword string `yaml:"-"`
+	// AdminPasswordFile names a file whose first line is AdminPassword.
+	AdminPasswordFile string `yaml:"admin_password_file"`
+	// AnonymousPull lets clients without credentials pull from public workspaces.
+	AnonymousPull bool `yaml:"anonymous_pull"`
+	// TokenTTL is the lifetime of registry and API tokens.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// ExternalURL is the registry's address as clients see it behind a load
+	// balancer (the token realm's base); empty: the address each client used.
+	ExternalURL string `yaml:"external_url"`
+
+	// Cluster. A node with GossipListen set is a cluster member: the first node
+	// (no Join seeds) bootstraps, the others join through gossip and the leader
+	// adds them to Raft.
+	GossipListen    string        `yaml:"gossip_listen"`    // host:port for memberlist (TCP and UDP)
+	Join            []string      `yaml:"join"`             // gossip addresses of nodes to join
+	Advertise       string        `yaml:"advertise"`        // API host:port other nodes use (default: the bound --listen address)
+	RaftAdvertise   string        `yaml:"raft_advertise"`   // Raft host:port other nodes use
+	GossipAdvertise string        `yaml:"gossip_advertise"` // gossip host:port other nodes use
+	Zone            string        `yaml:"zone"`             // zone label: copies spread across zones, reads prefer the same zone
+	ClusterKeyFile  string        `yaml:"cluster_key_file"` // 32-byte key (hex or raw): gossip encryption and node-to-node credentials
+	MaxVoters       int           `yaml:"max_voters"`       // default 5; further nodes are non-voters
+	DeadNodeTimeout time.Duration `yaml:"dead_node_timeout"`
+	// MinReplicas is how many nodes must hold a blob before its push is
+	// acknowledged (default 2; all live nodes when fewer are alive).
+	MinReplicas int `yaml:"min_replicas"`
+	// Replicas is how many nodes keep each blob; 0 means every node.
+	Replicas          int           `yaml:"replicas"`
+	ReplicateInterval time.Duration `yaml:"replicate_interval"` // how often the replicator looks for missing copies
 }
+
+// clustered reports whether the node gossips with others.
+func (c *Config) clustered() bool { return c.GossipListen != "" }
 
 // Defaults returns the configuration that `make run` uses.
 func Defaults() Config {
 	return Config{
-		NodeID:          "node1",
-		DataDir:         "./berth-data",
-		Listen:          "127.0.0.1:5000",
-		UploadTTL:       24 * time.Hour,
-		ShutdownTimeout: 30 * time.Second,
-		LogLevel:        "info",
+		NodeID:            "node1",
+		DataDir:           "./berth-data",
+		Listen:            "127.0.0.1:5000",
+		UploadTTL:         24 * time.Hour,
+		ShutdownTimeout:   30 * time.Second,
+		LogLevel:          "info",
+		TokenTTL:          5 * time.Minute,
+		MaxVoters:         5,
+		DeadNodeTimeout:   30 * time.Minute,
+		MinReplicas:       2,
+		ReplicateInterval: 10 * time.Second,
 	}
 }
 
@@ -71,5 +114,38 @@ func (c *Config) Validate() error {
 	if c.UploadTTL <= 0 {
 		return errors.New("node: upload ttl must be positive")
 	}
+	if c.TokenTTL <= 0 || c.TokenTTL > 24*time.Hour {
+		return errors.New("node: token ttl must be between 0 and 24h")
+	}
+	if c.clustered() {
+		if c.RaftListen == "" {
+			return errors.New("node: a cluster member (--gossip-listen) needs --raft-listen")
+		}
+		if c.ClusterKeyFile == "" {
+			return errors.New("node: a cluster member needs --cluster-key-file (32 random bytes; `berth cluster keygen` writes one)")
+		}
+	} else if len(c.Join) > 0 {
+		return errors.New("node: --join needs --gossip-listen")
+	}
+	if c.MinReplicas < 1 || c.Replicas < 0 || c.MaxVoters < 1 || c.ReplicateInterval <= 0 || c.DeadNodeTimeout <= 0 {
+		return errors.New("node: min_replicas and max_voters must be at least 1, replicas at least 0, intervals positive")
+	}
 	return nil
+}
+
+// loadClusterKey reads the cluster key: 32 bytes, raw or as 64 hex digits.
+func (c *Config) loadClusterKey() ([]byte, error) {
+	b, err := os.ReadFile(c.ClusterKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("node: cluster key: %w", err)
+	}
+	if t := strings.TrimSpace(string(b)); len(t) == 64 {
+		if k, err := hex.DecodeString(t); err == nil {
+			return k, nil
+		}
+	}
+	if len(b) != 32 {
+		return nil, fmt.Errorf("node: cluster key %s must hold 32 bytes or 64 hex digits", c.ClusterKeyFile)
+	}
+	return b, nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -30,6 +33,7 @@ import (
 // it. Its methods are safe for concurrent use.
 type Node struct {
 	cfg     Config
+	clock   func() time.Time
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	db      *pebble.DB
@@ -38,12 +42,23 @@ type Node struct {
 	blobs   *blobstore.Store
 	api     *api.Server
 	http    *http.Server
+	metrics *nodeMetrics
+	peers   *peerClient
+	fetches fetchGroup
+
+	// internalToken is the node-to-node credential (from the cluster key; a
+	// random one for a single node, whose internal API nobody else calls).
+	internalToken string
+	clusterKey    []byte
+	gossip        *cluster.Gossip // nil for a single node
 
 	mu       sync.Mutex // guards the fields below
 	ln       net.Listener
 	stopped  bool
 	stopBG   context.CancelFunc
 	bgDone   chan struct{}
+	bgWG     sync.WaitGroup // the reconciler and the replicator
+	draining atomic.Bool
 	serveErr chan error
 }
 
@@ -59,8 +74,25 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
-	n := &Node{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+	n := &Node{cfg: cfg, clock: time.Now, log: logger, reg: prometheus.NewRegistry()}
+	n.fetches.inflight = map[digest.Digest]*fetchCall{}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var err error
+	if n.metrics, err = newNodeMetrics(n.reg); err != nil {
+		return nil, err
+	}
+	if cfg.clustered() {
+		if n.clusterKey, err = cfg.loadClusterKey(); err != nil {
+			return nil, err
+		}
+	} else {
+		n.clusterKey = make([]byte, 32)
+		_, _ = rand.Read(n.clusterKey)
+	}
+	n.internalToken = internalToken(n.clusterKey)
+	n.peers = &peerClient{http: &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: time.Minute,
+	}}, token: n.internalToken}
 	ok := false
 	defer func() {
 		if !ok {
@@ -75,16 +107,20 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if n.fsm, err = fsm.New(db, logger.With("component", "fsm")); err != nil {
 		return nil, err
 	}
+	// Only a node that joins nobody bootstraps; the others wait for the leader
+	// to add them. A node with Raft state ignores Bootstrap and rejoins.
 	n.cluster, err = cluster.New(cluster.Config{
 		NodeID:     cfg.NodeID,
 		DataDir:    cfg.DataDir,
 		RaftListen: cfg.RaftListen,
-		Bootstrap:  true,
+		Advertise:  cfg.RaftAdvertise,
+		Bootstrap:  len(cfg.Join) == 0,
 	}, n.fsm, db, logger.With("component", "raft"), n.reg)
 	if err != nil {
 		return nil, err
 	}
-	n.blobs, err = blobstore.Open(filepath.Join(cfg.DataDir, "blobs"), blobstore.Options{
+	// The store keeps blobs/ and uploads/ under the data directory.
+	n.blobs, err = blobstore.Open(cfg.DataDir, blobstore.Options{
 		UploadTTL:  cfg.UploadTTL,
 		Logger:     logger.With("component", "blobstore"),
 		Registerer: n.reg,
@@ -93,14 +129,18 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.api, err = api.New(api.Config{
-		NodeID:     cfg.NodeID,
-		Logger:     logger.With("component", "api"),
-		Registerer: n.reg,
-		Ready:      n.ready,
+		NodeID:        cfg.NodeID,
+		Logger:        logger.With("component", "api"),
+		Registerer:    n.reg,
+		Ready:         n.ready,
+		Clock:         n.clock,
+		TokenTTL:      cfg.TokenTTL,
+		AnonymousPull: cfg.AnonymousPull,
+		ExternalURL:   cfg.ExternalURL,
 	}, api.Deps{
 		Meta:     n.fsm.Reader(),
 		Proposer: proposer{n},
-		Blobs:    blobsAdapter{n.blobs},
+		Blobs:    blobsAdapter{n},
 	})
 	if err != nil {
 		return nil, err
@@ -111,6 +151,10 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" {
 			metrics.ServeHTTP(w, r)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, internalPrefix) {
+			n.serveInternal(w, r)
 			return
 		}
 		n.api.ServeHTTP(w, r)
@@ -131,13 +175,30 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: listen: %w", err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	bgctx, stop := context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			stop()
+			ln.Close()
+		}
+	}()
+	if n.cfg.clustered() {
+		if err := n.startGossip(bgctx, ln.Addr().String()); err != nil {
+			return err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := n.cluster.WaitLeader(wctx); err != nil {
-		ln.Close()
 		return fmt.Errorf("node: waiting for a raft leader: %w", err)
 	}
-	bgctx, stop := context.WithCancel(context.Background())
+	if n.cluster.IsLeader() {
+		if err := n.bootstrap(wctx); err != nil {
+			return err
+		}
+	}
+	ok = true
 	n.mu.Lock()
 	n.ln = ln
 	n.stopBG = stop
@@ -146,6 +207,17 @@ func (n *Node) Start(ctx context.Context) error {
 	n.mu.Unlock()
 	go n.background(bgctx)
 	go func() { n.serveErr <- n.http.Serve(ln) }()
+	if n.gossip != nil {
+		n.bgWG.Add(2)
+		go func() {
+			defer n.bgWG.Done()
+			n.cluster.RunReconciler(bgctx, n.gossip, cluster.MembershipConfig{MaxVoters: n.cfg.MaxVoters, DeadNodeTimeout: n.cfg.DeadNodeTimeout})
+		}()
+		go func() {
+			defer n.bgWG.Done()
+			n.replicateLoop(bgctx)
+		}()
+	}
 	n.log.Info("serving", "addr", ln.Addr().String(), "node", n.cfg.NodeID, "data_dir", n.cfg.DataDir)
 	return nil
 }
@@ -188,6 +260,9 @@ func (n *Node) ready() error {
 	if _, id := n.cluster.Leader(); id == "" {
 		return errors.New("no raft leader")
 	}
+	if n.draining.Load() {
+		return errors.New("draining")
+	}
 	return nil
 }
 
@@ -204,12 +279,27 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Unlock()
 	var errs []error
 	if started {
+		// Drain: tell the others, stop taking requests and let in-flight ones
+		// finish, hand off leadership, leave gossip, then stop.
+		n.draining.Store(true)
+		if n.gossip != nil {
+			_ = n.gossip.SetDraining(true)
+		}
 		if err := n.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			n.http.Close()
 		}
+		if n.gossip != nil {
+			if err := n.cluster.TransferLeadership(ctx); err != nil {
+				n.log.Warn("drain: leadership transfer", "err", err)
+			}
+			if err := n.gossip.Leave(5 * time.Second); err != nil {
+				n.log.Warn("drain: leave gossip", "err", err)
+			}
+		}
 		n.stopBG()
 		<-n.bgDone
+		n.bgWG.Wait()
 	}
 	errs = append(errs, n.closeStores())
 	return errors.Join(errs...)
@@ -217,8 +307,18 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 func (n *Node) closeStores() error {
 	var errs []error
+	if n.gossip != nil {
+		if err := n.gossip.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if n.cluster != nil {
 		if err := n.cluster.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.blobs != nil {
+		if err := n.blobs.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -231,15 +331,32 @@ func (n *Node) closeStores() error {
 	return errors.Join(errs...)
 }
 
-// proposer adapts the cluster to api.Proposer.
+// proposer adapts the node to api.Proposer.
 type proposer struct{ n *Node }
 
-func (p proposer) Propose(ctx context.Context, c meta.Command) error {
+func (p proposer) Propose(ctx context.Context, c meta.Command) error { return p.n.Propose(ctx, c) }
+
+// Propose commits a metadata command through Raft and returns once it is applied
+// on this node, with the command's domain error if it was refused.
+func (n *Node) Propose(ctx context.Context, c meta.Command) error {
+	if pb, ok := c.(*meta.PutBlob); ok && len(pb.Nodes) == 0 {
+		nodes, err := n.placeNewBlob(ctx, pb)
+		if err != nil {
+			return err
+		}
+		pb.Nodes = nodes
+	}
 	data, err := meta.Encode(c)
 	if err != nil {
 		return err
 	}
-	resp, _, err := p.n.cluster.Propose(ctx, data)
+	if n.gossip != nil && !n.cluster.IsLeader() {
+		n.metrics.forwarded.Inc()
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return n.forwardPropose(fctx, data)
+	}
+	resp, _, err := n.cluster.Propose(ctx, data)
 	if errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrNoLeader) ||
 		errors.Is(err, cluster.ErrLeadershipLost) || errors.Is(err, cluster.ErrShutdown) {
 		return fmt.Errorf("%w: %v", api.ErrUnavailable, err)
@@ -253,23 +370,37 @@ func (p proposer) Propose(ctx context.Context, c meta.Command) error {
 	return nil
 }
 
-// blobsAdapter adapts blobstore.Store to api.Blobs.
-type blobsAdapter struct{ s *blobstore.Store }
+// placeNewBlob makes sure a blob that is about to be recorded is on
+// MinReplicas nodes. A blob the cluster already records (a mount, a re-push)
+// keeps its locations.
+func (n *Node) placeNewBlob(ctx context.Context, pb *meta.PutBlob) ([]string, error) {
+	if nodes, err := meta.BlobLocations(n.fsm.Reader(), pb.Digest); err == nil && len(nodes) > 0 {
+		return nil, nil
+	}
+	if _, err := n.blobs.Stat(digest.Digest(pb.Digest)); err != nil {
+		return nil, fmt.Errorf("node: record blob %s: not on this node: %w", pb.Digest, err)
+	}
+	return n.ensureReplicas(ctx, digest.Digest(pb.Digest), pb.Size)
+}
 
-func (b blobsAdapter) Stat(d digest.Digest) (int64, error)    { return b.s.Stat(d) }
-func (b blobsAdapter) Open(d digest.Digest) (*os.File, error) { return b.s.Open(d) }
+// blobsAdapter adapts the node's blob store to api.Blobs; a blob the cluster
+// has and this node lacks is fetched from the nearest holder on Open.
+type blobsAdapter struct{ n *Node }
+
+func (b blobsAdapter) Stat(d digest.Digest) (int64, error)    { return b.n.blobs.Stat(d) }
+func (b blobsAdapter) Open(d digest.Digest) (*os.File, error) { return b.n.openBlob(d) }
 func (b blobsAdapter) Put(ctx context.Context, r io.Reader, d digest.Digest) (int64, error) {
-	return b.s.Put(ctx, r, d)
+	return b.n.blobs.Put(ctx, r, d)
 }
 func (b blobsAdapter) NewUpload(id string, algs ...digest.Algorithm) (api.Upload, error) {
-	u, err := b.s.NewUpload(id, algs...)
+	u, err := b.n.blobs.NewUpload(id, algs...)
 	if err != nil {
 		return nil, err
 	}
 	return u, nil
 }
 func (b blobsAdapter) Upload(id string) (api.Upload, error) {
-	u, err := b.s.Upload(id)
+	u, err := b.n.blobs.Upload(id)
 	if err != nil {
 		return nil, err
 	}

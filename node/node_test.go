@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/meta"
 )
 
 // startNode runs a real node (Pebble, Raft, blob store, HTTP) on a free loopback
@@ -23,6 +26,7 @@ func startNode(t *testing.T, dir string) (*Node, string) {
 	cfg := Defaults()
 	cfg.DataDir = dir
 	cfg.Listen = "127.0.0.1:0"
+	cfg.AdminPassword = testAdminPassword
 	n, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -39,8 +43,19 @@ func startNode(t *testing.T, dir string) (*Node, string) {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
+	// Workspaces the tests push into, owned by the bootstrap project.
+	for _, ws := range []string{"a", "b"} {
+		err := n.Propose(ctx, &meta.PutWorkspace{Name: ws, Project: "default", Visibility: meta.Private, Create: true, Time: time.Now()})
+		if err != nil && !errors.Is(err, meta.ErrExists) {
+			t.Fatal(err)
+		}
+	}
 	return n, "http://" + n.Addr()
 }
+
+// testAdminPassword is the bootstrap admin's password in these tests; do sends
+// it as Basic credentials, which /v2/ accepts besides tokens.
+const testAdminPassword = "test-admin-password"
 
 func sha(b []byte) string {
 	h := sha256.Sum256(b)
@@ -63,6 +78,7 @@ func do(t *testing.T, method, url string, body []byte, hdr ...string) resp {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.SetBasicAuth("admin", testAdminPassword)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -196,7 +212,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if got, want := strings.TrimSpace(string(r.body)), `{"name":"a/app","tags":[]}`; got != want {
 		t.Errorf("tags: got %s, want %s", got, want)
 	}
-	entries, _ := os.ReadDir(filepath.Join(dir, "blobs", "uploads"))
+	entries, _ := os.ReadDir(filepath.Join(dir, "uploads"))
 	if len(entries) != 0 {
 		t.Errorf("upload files left behind: %d", len(entries))
 	}

@@ -36,6 +36,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
@@ -77,6 +78,9 @@ func TestE2E(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: skipped in -short mode")
 	}
+	// Every berth the test starts bootstraps its cloud admin with this password;
+	// the clients log in with it (Basic credentials traded for tokens).
+	t.Setenv("BERTH_ADMIN_PASSWORD", e2eAdminPassword)
 	e := newE2E(t)
 	t.Run("conformance", e.testConformance)
 	t.Run("crane", e.testCrane)
@@ -99,6 +103,45 @@ type e2e struct {
 	bin       string  // the built berth binary ("" in URL mode)
 	race      bool    // bin was built with -race
 	srv       *server // the registry started by the test (nil in URL mode)
+}
+
+// The credentials of the registry under test: the bootstrap cloud admin of a
+// berth started by the test, or BERTH_E2E_USER/BERTH_E2E_PASSWORD in URL mode.
+const (
+	e2eAdminUser     = "admin"
+	e2eAdminPassword = "e2e-admin-password"
+)
+
+func e2eCredentials() (user, pass string) {
+	if u := os.Getenv("BERTH_E2E_USER"); u != "" {
+		return u, os.Getenv("BERTH_E2E_PASSWORD")
+	}
+	return e2eAdminUser, e2eAdminPassword
+}
+
+// login stores the registry credentials for host in the clients' Docker config,
+// which crane, oras, regctl and skopeo all read.
+func (e *e2e) login(t *testing.T, host string) {
+	t.Helper()
+	var home string
+	for _, kv := range e.clientEnv {
+		if v, ok := strings.CutPrefix(kv, "DOCKER_CONFIG="); ok {
+			home = v
+		}
+	}
+	path := filepath.Join(home, "config.json")
+	cfg := map[string]map[string]map[string]string{"auths": {}}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	user, pass := e2eCredentials()
+	cfg["auths"][host] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))}
+	b, _ := json.Marshal(cfg)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func newE2E(t *testing.T) *e2e {
@@ -128,6 +171,7 @@ func newE2E(t *testing.T) *e2e {
 			t.Fatalf("e2e: registry at %s is not ready: %v", e.url, err)
 		}
 		t.Logf("e2e: testing the registry at %s (%s)", e.url, envE2EURL)
+		e.login(t, e.host)
 		return e
 	}
 
@@ -135,6 +179,7 @@ func newE2E(t *testing.T) *e2e {
 	e.bin = buildBerth(t, root, filepath.Join(work, "berth"), e.race)
 	e.srv = startNewServer(t, e.bin, "e2e-main", e.race)
 	e.url, e.host = "http://"+e.srv.addr, e.srv.addr
+	e.login(t, e.host)
 	return e
 }
 
@@ -551,7 +596,11 @@ func (e *e2e) testConformance(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = append(env, "BERTH_TOOLS_BIN="+e.toolsBin, "OCI_RESULTS_DIR="+results)
+	user, pass := e2eCredentials()
+	cmd.Env = append(env, "BERTH_TOOLS_BIN="+e.toolsBin, "OCI_RESULTS_DIR="+results,
+		"OCI_USERNAME="+user, "OCI_PASSWORD="+pass,
+		// Repositories live in workspaces; the bootstrap workspace is "library".
+		"OCI_REPO1=library/conformance-"+e.runID+"-1", "OCI_REPO2=library/conformance-"+e.runID+"-2")
 	cmd.WaitDelay = 5 * time.Second
 	t.Logf("$ %s %s", script, e.url)
 	out, err := cmd.CombinedOutput()
@@ -818,8 +867,8 @@ func (e *e2e) testCrane(t *testing.T) {
 	crane := e.need(t, "crane", e.goInstallHint(craneModule))
 	r := e.runner(t, 3*time.Minute)
 	dir := t.TempDir()
-	repo := e.host + "/e2e-" + e.runID + "/crane"
-	repo2 := e.host + "/e2e-" + e.runID + "/crane-copy"
+	repo := e.host + "/library/e2e-" + e.runID + "/crane"
+	repo2 := e.host + "/library/e2e-" + e.runID + "/crane-copy"
 
 	// push an OCI layout: the registry must keep every byte (manifest digest included)
 	im := newImage(t, 3<<20, 16<<10)
@@ -923,7 +972,7 @@ func (e *e2e) testOras(t *testing.T) {
 	oras := e.need(t, "oras", e.goInstallHint(orasModule))
 	r := e.runner(t, 3*time.Minute)
 	dir := t.TempDir()
-	repo := e.host + "/e2e-" + e.runID + "/oras"
+	repo := e.host + "/library/e2e-" + e.runID + "/oras"
 	const (
 		artifactType = "application/vnd.berth.e2e.bundle.v1"
 		sbomType     = "application/spdx+json"
@@ -1220,7 +1269,7 @@ func (e *e2e) testRegctl(t *testing.T) {
 	regctl := e.need(t, "regctl", e.goInstallHint(regctlModule))
 	r := e.runner(t, 3*time.Minute)
 	dir := t.TempDir()
-	repo := e.host + "/e2e-" + e.runID + "/regctl"
+	repo := e.host + "/library/e2e-" + e.runID + "/regctl"
 
 	r.run("", regctl, "registry", "set", "--tls", "disabled", e.host)
 	im := newImage(t, 1<<20)
@@ -1254,7 +1303,8 @@ func (e *e2e) testRestart(t *testing.T) {
 	crane := e.need(t, "crane", e.goInstallHint(craneModule))
 	r := e.runner(t, 4*time.Minute)
 	srv := startNewServer(t, e.bin, "e2e-restart", e.race)
-	repo := srv.addr + "/e2e/restart"
+	e.login(t, srv.addr)
+	repo := srv.addr + "/library/e2e-restart"
 	dir := t.TempDir()
 
 	push := func(tag string) *image {

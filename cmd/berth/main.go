@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,8 +22,10 @@ const usage = `usage: berth <command> [flags]
 
 commands:
   serve     run a registry node (berth serve -h for its flags)
+  cluster   cluster key generation (berth cluster keygen FILE)
   version   print the version
-`
+
+` + adminUsage
 
 var version = "dev"
 
@@ -37,9 +41,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "cluster":
+		return clusterCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "berth", version)
 		return 0
+	case "login", "logout", "user", "project", "member", "workspace", "robot":
+		return runAdmin(args[0], args[1:], &adminEnv{stdin: os.Stdin, stdout: stdout, stderr: stderr})
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -49,50 +57,87 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // serveConfig parses the serve flags: defaults, then the --config file, then the
-// flags given on the command line.
+// flags given on the command line. The file is read before the flags are
+// defined, so each flag's default is the file's value and a flag given on the
+// command line wins.
 func serveConfig(args []string, stderr io.Writer) (node.Config, error) {
 	cfg := node.Defaults()
+	if path := configArg(args); path != "" {
+		if err := node.LoadFile(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
 	fs := flag.NewFlagSet("berth serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "YAML configuration file (keys: node_id, data_dir, listen, raft_listen, upload_ttl, shutdown_timeout, log_level)")
-	var flagCfg node.Config
-	fs.StringVar(&flagCfg.DataDir, "data-dir", cfg.DataDir, "directory for metadata and blobs")
-	fs.StringVar(&flagCfg.Listen, "listen", cfg.Listen, "HTTP address of the registry API")
-	fs.StringVar(&flagCfg.NodeID, "node-id", cfg.NodeID, "this node's id (letters, digits, '-', '_')")
-	fs.StringVar(&flagCfg.RaftListen, "raft-listen", cfg.RaftListen, "TCP address for Raft (empty: single node without a Raft port)")
-	fs.DurationVar(&flagCfg.UploadTTL, "upload-ttl", cfg.UploadTTL, "idle upload sessions expire after this")
-	fs.DurationVar(&flagCfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may run on shutdown")
-	fs.StringVar(&flagCfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.String("config", "", "YAML configuration file; its keys are the flag names with underscores (data_dir for --data-dir)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for metadata and blobs")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP address of the registry API")
+	fs.StringVar(&cfg.NodeID, "node-id", cfg.NodeID, "this node's id (letters, digits, '-', '_'); never change it for a data directory")
+	fs.DurationVar(&cfg.UploadTTL, "upload-ttl", cfg.UploadTTL, "idle upload sessions expire after this")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may run on shutdown")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.AdminPasswordFile, "admin-password-file", cfg.AdminPasswordFile, "file holding the first start's cloud admin password (else $BERTH_ADMIN_PASSWORD, else generated)")
+	fs.BoolVar(&cfg.AnonymousPull, "anonymous-pull", cfg.AnonymousPull, "let clients without credentials pull from public workspaces")
+	fs.DurationVar(&cfg.TokenTTL, "token-ttl", cfg.TokenTTL, "lifetime of registry and API tokens")
+	fs.StringVar(&cfg.ExternalURL, "external-url", cfg.ExternalURL, "the registry's URL as clients see it (token realm base); empty: the address each client used")
+	// Cluster.
+	fs.StringVar(&cfg.RaftListen, "raft-listen", cfg.RaftListen, "TCP address for Raft (empty: single node without a Raft port)")
+	fs.StringVar(&cfg.GossipListen, "gossip-listen", cfg.GossipListen, "address for gossip (TCP and UDP); set it to make this node a cluster member")
+	fs.Func("join", "comma-separated gossip addresses of cluster members to join (none: this node bootstraps the cluster)", func(v string) error {
+		cfg.Join = nil
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.Join = append(cfg.Join, s)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&cfg.Advertise, "advertise", cfg.Advertise, "API host:port that other nodes use (default: the bound --listen address)")
+	fs.StringVar(&cfg.RaftAdvertise, "raft-advertise", cfg.RaftAdvertise, "Raft host:port that other nodes use")
+	fs.StringVar(&cfg.GossipAdvertise, "gossip-advertise", cfg.GossipAdvertise, "gossip host:port that other nodes use")
+	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "zone label: copies spread across zones, pulls prefer the same zone")
+	fs.StringVar(&cfg.ClusterKeyFile, "cluster-key-file", cfg.ClusterKeyFile, "file with the 32-byte cluster key (berth cluster keygen FILE writes one)")
+	fs.IntVar(&cfg.MaxVoters, "max-voters", cfg.MaxVoters, "Raft voters; further nodes join as non-voters")
+	fs.DurationVar(&cfg.DeadNodeTimeout, "dead-node-timeout", cfg.DeadNodeTimeout, "a node dead this long is removed from Raft and its copies are recreated")
+	fs.IntVar(&cfg.MinReplicas, "min-replicas", cfg.MinReplicas, "nodes that must hold a blob before its push is acknowledged")
+	fs.Func("replicas", "copies of each blob: \"all\" (default) or a number", func(v string) error {
+		if v == "all" {
+			cfg.Replicas = 0
+			return nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("want \"all\" or a positive number, got %q", v)
+		}
+		cfg.Replicas = n
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if *configFile != "" {
-		if err := node.LoadFile(*configFile, &cfg); err != nil {
-			return cfg, err
+	cfg.AdminPassword = os.Getenv("BERTH_ADMIN_PASSWORD")
+	return cfg, cfg.Validate()
+}
+
+// configArg finds the value of --config (or -config) in args.
+func configArg(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		for _, name := range []string{"-config", "--config"} {
+			if v, ok := strings.CutPrefix(a, name+"="); ok {
+				return v
+			}
+			if a == name && i+1 < len(args) {
+				return args[i+1]
+			}
 		}
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "data-dir":
-			cfg.DataDir = flagCfg.DataDir
-		case "listen":
-			cfg.Listen = flagCfg.Listen
-		case "node-id":
-			cfg.NodeID = flagCfg.NodeID
-		case "raft-listen":
-			cfg.RaftListen = flagCfg.RaftListen
-		case "upload-ttl":
-			cfg.UploadTTL = flagCfg.UploadTTL
-		case "shutdown-timeout":
-			cfg.ShutdownTimeout = flagCfg.ShutdownTimeout
-		case "log-level":
-			cfg.LogLevel = flagCfg.LogLevel
-		}
-	})
-	return cfg, cfg.Validate()
+	return ""
 }
 
 func serve(args []string, stderr io.Writer) int {

@@ -1,0 +1,248 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/api"
+	"github.com/berth-registry/berth/cluster"
+	"github.com/berth-registry/berth/meta"
+)
+
+// The internal API is how nodes talk to each other over HTTP, on the same
+// listener as the registry API under /internal/v1/. Every call carries the
+// cluster's credential, derived from the cluster key; a caller without it gets
+// 401 and nothing else.
+//
+//	POST /internal/v1/propose          body: an encoded meta command; the leader applies it
+//	GET  /internal/v1/read-index       the leader's applied index after a barrier (Raft's ReadIndex)
+//	PUT  /internal/v1/blobs/<digest>   store a replica of a blob (verified while it streams)
+//	GET  /internal/v1/blobs/<digest>   read this node's copy of a blob
+const internalPrefix = "/internal/v1/"
+
+// maxCommandBytes bounds a forwarded command: a 4 MiB manifest, JSON-encoded.
+const maxCommandBytes = 8 << 20
+
+// internalToken derives the internal credential from the cluster key.
+func internalToken(key []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("berth internal api v1"))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (n *Node) internalAuthorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Berth-Cluster ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(n.internalToken)) == 1
+}
+
+type proposeResult struct {
+	Index   uint64 `json:"index"`
+	Code    string `json:"code,omitempty"`    // a meta domain error code
+	Message string `json:"message,omitempty"` // its message
+}
+
+// serveInternal handles /internal/v1/.
+func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
+	if !n.internalAuthorized(r) {
+		http.Error(w, "cluster credentials required", http.StatusUnauthorized)
+		return
+	}
+	path := strings.TrimPrefix(r.URL.Path, internalPrefix)
+	switch {
+	case path == "propose" && r.Method == http.MethodPost:
+		n.servePropose(w, r)
+	case path == "read-index" && r.Method == http.MethodGet:
+		n.serveReadIndex(w, r)
+	case strings.HasPrefix(path, "blobs/") && (r.Method == http.MethodPut || r.Method == http.MethodGet || r.Method == http.MethodHead):
+		d, err := meta.ParseDigest(strings.TrimPrefix(path, "blobs/"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if r.Method == http.MethodPut {
+			n.serveReceiveBlob(w, r, digest.Digest(d))
+		} else {
+			n.serveLocalBlob(w, r, digest.Digest(d))
+		}
+	default:
+		http.Error(w, "no such internal endpoint", http.StatusNotFound)
+	}
+}
+
+// servePropose applies a command forwarded by a follower. The leader never
+// forwards again (at most one hop): a node that is not the leader answers 503.
+func (n *Node) servePropose(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxCommandBytes+1))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(data) > maxCommandBytes {
+		http.Error(w, "command too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if _, err := meta.Decode(data); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp, index, err := n.cluster.Propose(r.Context(), data)
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	out := proposeResult{Index: index}
+	if rerr, ok := resp.(error); ok {
+		out.Code, out.Message = meta.ErrorCode(rerr), rerr.Error()
+	}
+	writeInternalJSON(w, out)
+}
+
+func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
+	if !n.cluster.IsLeader() {
+		http.Error(w, "not the leader", http.StatusServiceUnavailable)
+		return
+	}
+	if err := n.cluster.Barrier(r.Context()); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	writeInternalJSON(w, proposeResult{Index: n.cluster.AppliedIndex()})
+}
+
+func writeInternalJSON(w http.ResponseWriter, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
+}
+
+// serveReceiveBlob stores a replica pushed by a peer; the store verifies the
+// digest while the bytes stream in, so a corrupt copy is never kept.
+func (n *Node) serveReceiveBlob(w http.ResponseWriter, r *http.Request, d digest.Digest) {
+	if size, err := n.blobs.Stat(d); err == nil {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("X-Berth-Size", strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if _, err := n.blobs.Put(r.Context(), r.Body, d); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	n.metrics.replicaReceived.Inc()
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (n *Node) serveLocalBlob(w http.ResponseWriter, r *http.Request, d digest.Digest) {
+	f, err := n.blobs.Open(d)
+	if err != nil {
+		http.Error(w, "blob not on this node", http.StatusNotFound)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", time.Time{}, f)
+}
+
+// peerClient calls other nodes' internal API.
+type peerClient struct {
+	http  *http.Client
+	token string
+}
+
+func (c *peerClient) do(ctx context.Context, method, addr, path string, body io.Reader, size int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+internalPrefix+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if size >= 0 {
+		req.ContentLength = size
+	}
+	req.Header.Set("Authorization", "Berth-Cluster "+c.token)
+	return c.http.Do(req)
+}
+
+// errNoLeaderAddr: the leader is known to Raft but not (yet) to gossip.
+var errNoLeaderAddr = errors.New("node: leader address unknown")
+
+// leaderAPI returns the leader's internal API address.
+func (n *Node) leaderAPI() (string, error) {
+	_, id := n.cluster.Leader()
+	if id == "" {
+		return "", cluster.ErrNoLeader
+	}
+	addr, ok := n.peerAPI(id)
+	if !ok {
+		return "", errNoLeaderAddr
+	}
+	return addr, nil
+}
+
+// forwardPropose sends an encoded command to the leader and waits until this
+// node has applied it, so the node that answers the client already serves what
+// it stored (read-your-writes).
+func (n *Node) forwardPropose(ctx context.Context, data []byte) error {
+	addr, err := n.leaderAPI()
+	if err != nil {
+		return fmt.Errorf("%w: %v", api.ErrUnavailable, err)
+	}
+	resp, err := n.peers.do(ctx, http.MethodPost, addr, "propose", bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return fmt.Errorf("%w: forward to leader: %v", api.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%w: leader answered %d: %s", api.ErrUnavailable, resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	var out proposeResult
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return fmt.Errorf("%w: leader's answer: %v", api.ErrUnavailable, err)
+	}
+	if err := n.cluster.WaitApplied(ctx, out.Index); err != nil {
+		return fmt.Errorf("%w: waiting to apply %d: %v", api.ErrUnavailable, out.Index, err)
+	}
+	if out.Code != "" || out.Message != "" {
+		return meta.ErrorFromCode(out.Code, out.Message)
+	}
+	return nil
+}
+
+// ReadBarrier makes this node's state at least as new as the leader's at the
+// time of the call (Raft's ReadIndex over the internal API). A local read that
+// misses calls it before answering 404, so a follower never says "unknown" from
+// stale state.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	if n.cluster.IsLeader() {
+		return n.cluster.Barrier(ctx)
+	}
+	addr, err := n.leaderAPI()
+	if err != nil {
+		return fmt.Errorf("%w: %v", api.ErrUnavailable, err)
+	}
+	resp, err := n.peers.do(ctx, http.MethodGet, addr, "read-index", nil, -1)
+	if err != nil {
+		return fmt.Errorf("%w: read index: %v", api.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	var out proposeResult
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
+		return fmt.Errorf("%w: read index: leader answered %d", api.ErrUnavailable, resp.StatusCode)
+	}
+	return n.cluster.WaitApplied(ctx, out.Index)
+}

@@ -1,0 +1,326 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/api"
+	"github.com/berth-registry/berth/blobstore"
+	"github.com/berth-registry/berth/meta"
+)
+
+// peer is another live node as gossip sees it.
+type peer struct {
+	ID, Zone, APIAddr string
+	RTT               time.Duration
+}
+
+// nearest orders peers for reading: same zone first, then lowest round trip.
+func (n *Node) nearest(peers []peer) {
+	sort.SliceStable(peers, func(i, j int) bool {
+		si, sj := peers[i].Zone == n.cfg.Zone, peers[j].Zone == n.cfg.Zone
+		if si != sj {
+			return si
+		}
+		return rttOrMax(peers[i].RTT) < rttOrMax(peers[j].RTT)
+	})
+}
+
+// spread orders peers for placing copies: other zones first (a copy in another
+// zone survives the loss of this one), then lowest round trip.
+func (n *Node) spread(peers []peer) {
+	sort.SliceStable(peers, func(i, j int) bool {
+		oi, oj := peers[i].Zone != n.cfg.Zone, peers[j].Zone != n.cfg.Zone
+		if oi != oj {
+			return oi
+		}
+		return rttOrMax(peers[i].RTT) < rttOrMax(peers[j].RTT)
+	})
+}
+
+func rttOrMax(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Hour
+	}
+	return d
+}
+
+// ensureReplicas is called before a new blob is recorded: it copies the local
+// blob to peers until MinReplicas nodes hold it (or every live node, when fewer
+// are alive), and returns the nodes that hold it. A blob's 201 is therefore sent
+// only when it is stored on MinReplicas nodes.
+func (n *Node) ensureReplicas(ctx context.Context, d digest.Digest, size int64) ([]string, error) {
+	holders := []string{n.cfg.NodeID}
+	peers := n.livePeers()
+	want := min(n.cfg.MinReplicas, 1+len(peers))
+	if len(holders) >= want {
+		return holders, nil
+	}
+	n.spread(peers)
+	start := time.Now()
+	var errs []error
+	for _, p := range peers {
+		if len(holders) >= want {
+			break
+		}
+		if err := n.pushBlob(ctx, p, d, size); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.ID, err))
+			continue
+		}
+		holders = append(holders, p.ID)
+	}
+	n.metrics.replicateSeconds.Observe(time.Since(start).Seconds())
+	if len(holders) < want {
+		return nil, fmt.Errorf("%w: blob %s is on %d of %d required nodes: %v", api.ErrUnavailable, d, len(holders), want, errors.Join(errs...))
+	}
+	return holders, nil
+}
+
+// pushBlob streams the local copy of d to a peer, which verifies it.
+func (n *Node) pushBlob(ctx context.Context, p peer, d digest.Digest, size int64) error {
+	f, err := n.blobs.Open(d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	resp, err := n.peers.do(ctx, http.MethodPut, p.APIAddr, "blobs/"+string(d), f, size)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("peer answered %d: %s", resp.StatusCode, msg)
+	}
+	n.metrics.replicaBytes.Add(float64(size))
+	return nil
+}
+
+// fetchGroup makes one fetch per digest however many callers ask.
+type fetchGroup struct {
+	mu       sync.Mutex // guards inflight
+	inflight map[digest.Digest]*fetchCall
+}
+
+type fetchCall struct {
+	done chan struct{}
+	err  error
+}
+
+// fetch brings a recorded blob this node lacks from the nearest live holder,
+// verifies it while it streams into the local store, and records the new copy.
+func (n *Node) fetch(ctx context.Context, d digest.Digest) error {
+	g := &n.fetches
+	g.mu.Lock()
+	if c, ok := g.inflight[d]; ok {
+		g.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	c := &fetchCall{done: make(chan struct{})}
+	g.inflight[d] = c
+	g.mu.Unlock()
+	// The fetch outlives a client that goes away: others may be waiting for it.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
+	c.err = n.fetchOnce(fctx, d)
+	cancel()
+	g.mu.Lock()
+	delete(g.inflight, d)
+	g.mu.Unlock()
+	close(c.done)
+	return c.err
+}
+
+func (n *Node) fetchOnce(ctx context.Context, d digest.Digest) error {
+	if _, err := n.blobs.Stat(d); err == nil {
+		return nil
+	}
+	holders, err := meta.BlobLocations(n.fsm.Reader(), meta.Digest(d))
+	if err != nil {
+		return err
+	}
+	isHolder := map[string]bool{}
+	for _, h := range holders {
+		isHolder[h] = true
+	}
+	var candidates []peer
+	for _, p := range n.livePeers() {
+		if isHolder[p.ID] {
+			candidates = append(candidates, p)
+		}
+	}
+	if len(candidates) == 0 {
+		return fmt.Errorf("%w: no live node holds blob %s", api.ErrUnavailable, d)
+	}
+	n.nearest(candidates)
+	var errs []error
+	for _, p := range candidates {
+		err := n.fetchFrom(ctx, p, d)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", p.ID, err))
+	}
+	return fmt.Errorf("%w: fetch blob %s: %v", api.ErrUnavailable, d, errors.Join(errs...))
+}
+
+func (n *Node) fetchFrom(ctx context.Context, p peer, d digest.Digest) error {
+	resp, err := n.peers.do(ctx, http.MethodGet, p.APIAddr, "blobs/"+string(d), nil, -1)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("peer answered %d", resp.StatusCode)
+	}
+	size, err := n.blobs.Put(ctx, resp.Body, d)
+	if err != nil {
+		return err
+	}
+	n.metrics.fetchedBlobs.Inc()
+	n.metrics.replicaBytes.Add(float64(size))
+	return n.Propose(ctx, &meta.SetBlobLocation{Digest: meta.Digest(d), Node: n.cfg.NodeID, Time: n.clock()})
+}
+
+// shouldHold reports whether this node is one of the nodes a blob is placed
+// on: every node when Replicas is 0 ("all"), else the first Replicas live nodes
+// by rendezvous hashing, so every node computes the same placement.
+func (n *Node) shouldHold(d digest.Digest, live []string) bool {
+	if n.cfg.Replicas <= 0 || len(live) <= n.cfg.Replicas {
+		return true
+	}
+	type scored struct {
+		id    string
+		score uint64
+	}
+	s := make([]scored, len(live))
+	for i, id := range live {
+		h := fnv.New64a()
+		h.Write([]byte(d))
+		h.Write([]byte(id))
+		s[i] = scored{id, h.Sum64()}
+	}
+	sort.Slice(s, func(i, j int) bool { return s[i].score > s[j].score })
+	for _, x := range s[:n.cfg.Replicas] {
+		if x.id == n.cfg.NodeID {
+			return true
+		}
+	}
+	return false
+}
+
+// replicateLoop is the replicator: it brings every blob this node should hold
+// onto local disk (repairing after a node is lost or wiped), and corrects the
+// recorded locations of this node against what is really on disk.
+func (n *Node) replicateLoop(ctx context.Context) {
+	n.scrubLocations(ctx)
+	t := time.NewTicker(n.cfg.ReplicateInterval)
+	defer t.Stop()
+	for {
+		n.replicatePass(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) replicatePass(ctx context.Context) {
+	live := []string{n.cfg.NodeID}
+	for _, p := range n.livePeers() {
+		live = append(live, p.ID)
+	}
+	backlog := 0
+	var missing []digest.Digest
+	err := meta.ScanBlobs(n.fsm.Reader(), "", func(b *meta.Blob) error {
+		d := digest.Digest(b.Digest)
+		if !n.shouldHold(d, live) {
+			return nil
+		}
+		if _, err := n.blobs.Stat(d); errors.Is(err, blobstore.ErrBlobUnknown) {
+			backlog++
+			missing = append(missing, d)
+		}
+		return nil
+	})
+	if err != nil {
+		n.log.Warn("replicator: scan", "err", err)
+		return
+	}
+	n.metrics.backlog.Set(float64(backlog))
+	for _, d := range missing {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := n.fetch(ctx, d); err != nil {
+			n.log.Debug("replicator: fetch", "digest", d, "err", err)
+			continue
+		}
+		n.metrics.repairs.Inc()
+		backlog--
+		n.metrics.backlog.Set(float64(backlog))
+	}
+}
+
+// scrubLocations removes the recorded locations of this node whose file is not
+// on disk (a wiped or damaged data directory), so reads go elsewhere and the
+// replicator copies them back.
+func (n *Node) scrubLocations(ctx context.Context) {
+	var lost []meta.Digest
+	_ = meta.ScanBlobs(n.fsm.Reader(), "", func(b *meta.Blob) error {
+		nodes, err := meta.BlobLocations(n.fsm.Reader(), b.Digest)
+		if err != nil {
+			return err
+		}
+		for _, id := range nodes {
+			if id == n.cfg.NodeID {
+				if _, err := n.blobs.Stat(digest.Digest(b.Digest)); errors.Is(err, blobstore.ErrBlobUnknown) {
+					lost = append(lost, b.Digest)
+				}
+			}
+		}
+		return nil
+	})
+	for _, d := range lost {
+		if err := n.Propose(ctx, &meta.SetBlobLocation{Digest: d, Node: n.cfg.NodeID, Remove: true, Time: n.clock()}); err != nil {
+			n.log.Warn("scrub: drop lost location", "digest", d, "err", err)
+			return
+		}
+	}
+	if len(lost) > 0 {
+		n.log.Warn("scrub: blobs recorded on this node are missing from disk; they will be copied back", "count", len(lost))
+	}
+}
+
+// openBlob opens a local blob, fetching it from the nearest holder first when
+// the cluster has it and this node does not.
+func (n *Node) openBlob(d digest.Digest) (*os.File, error) {
+	f, err := n.blobs.Open(d)
+	if !errors.Is(err, blobstore.ErrBlobUnknown) {
+		return f, err
+	}
+	if _, merr := meta.GetBlob(n.fsm.Reader(), meta.Digest(d)); merr != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if ferr := n.fetch(ctx, d); ferr != nil {
+		return nil, ferr
+	}
+	return n.blobs.Open(d)
+}
