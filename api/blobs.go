@@ -20,7 +20,11 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt v2Route) err
 		return err
 	}
 	d := meta.Digest(rt.Ref)
-	if _, err := meta.GetLinkedBlob(s.meta, rt.Repo, d); err != nil {
+	err := s.fresh(r.Context(), func() error {
+		_, err := meta.GetLinkedBlob(s.meta, rt.Repo, d)
+		return err
+	})
+	if err != nil {
 		if !errors.Is(err, meta.ErrBlobUnknown) {
 			return err
 		}

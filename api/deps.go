@@ -48,3 +48,14 @@ const (
 	ActionPush   Action = "push"
 	ActionDelete Action = "delete"
 )
+
+// Cluster is what the API needs of the other nodes. It is nil for a single node.
+type Cluster interface {
+	// PeerAPI returns the API address of a live node: an upload session's
+	// requests are streamed through to the node that owns it.
+	PeerAPI(nodeID string) (string, bool)
+	// ReadBarrier makes this node's state at least as new as the leader's at
+	// the time of the call. A read that misses calls it before answering
+	// "unknown", so a follower never answers 404 from stale state.
+	ReadBarrier(ctx context.Context) error
+}

@@ -58,7 +58,10 @@ func (s *Server) getTags(w http.ResponseWriter, r *http.Request, rt v2Route) err
 	tags := []string{}
 	more := false
 	if n > 0 {
-		tags, more, err = meta.ListTags(s.meta, rt.Repo, q.Get("last"), n)
+		err = s.fresh(r.Context(), func() (err error) {
+			tags, more, err = meta.ListTags(s.meta, rt.Repo, q.Get("last"), n)
+			return err
+		})
 	} else {
 		_, err = meta.GetRepository(s.meta, rt.Repo)
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -10,16 +11,20 @@ import (
 )
 
 // resolve turns a tag or digest reference into a manifest of repo.
-func (s *Server) resolve(repo, ref string) (*meta.ManifestInfo, []byte, error) {
-	d := meta.Digest(ref)
-	if !isDigestRef(ref) {
-		t, err := meta.GetTag(s.meta, repo, ref)
-		if err != nil {
-			return nil, nil, err
+func (s *Server) resolve(ctx context.Context, repo, ref string) (info *meta.ManifestInfo, content []byte, err error) {
+	err = s.fresh(ctx, func() error {
+		d := meta.Digest(ref)
+		if !isDigestRef(ref) {
+			t, err := meta.GetTag(s.meta, repo, ref)
+			if err != nil {
+				return err
+			}
+			d = t.Digest
 		}
-		d = t.Digest
-	}
-	return meta.GetManifest(s.meta, repo, d)
+		info, content, err = meta.GetManifest(s.meta, repo, d)
+		return err
+	})
+	return info, content, err
 }
 
 func isDigestRef(ref string) bool { return strings.IndexByte(ref, ':') >= 0 }
@@ -30,7 +35,7 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt v2Route)
 	if err := s.authorize(r, rt.Repo, ActionPull); err != nil {
 		return err
 	}
-	info, content, err := s.resolve(rt.Repo, rt.Ref)
+	info, content, err := s.resolve(r.Context(), rt.Repo, rt.Ref)
 	if err != nil {
 		return err
 	}

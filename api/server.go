@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,7 @@ type Config struct {
 
 // Deps are the Server's collaborators.
 type Deps struct {
+	Cluster  Cluster // nil for a single node
 	Meta     meta.Reader
 	Proposer Proposer
 	Blobs    Blobs
@@ -58,6 +60,9 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	router  *httprouter.Router
+	cluster Cluster
+	// uploadProxy streams requests for another node's upload sessions to it.
+	uploadProxy *httputil.ReverseProxy
 }
 
 // New returns a Server.
@@ -114,6 +119,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.writeError(w, r, errNotFound)
 	})
 	s.router = r
+	s.cluster = deps.Cluster
+	s.uploadProxy = newUploadProxy(cfg.NodeID)
 	return s, nil
 }
 

@@ -44,6 +44,8 @@ func validUploadIDPart(p string) bool {
 // session returns the upload named by the route, or BLOB_UPLOAD_UNKNOWN.
 func (s *Server) session(rt v2Route) (Upload, error) {
 	parts := strings.Split(rt.Ref, ".")
+	// Another node's session reaches this point only when it was forwarded
+	// here by mistake (one hop at most): unknown.
 	if len(parts) != 3 || parts[0] != s.cfg.NodeID || parts[2] != repoTag(rt.Repo) ||
 		!validUploadIDPart(parts[1]) {
 		return nil, errUploadUnknown

@@ -36,6 +36,9 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	case routeUploadStart:
 		h = pick(r.Method, nil, s.startUpload, nil, nil, nil)
 	case routeUpload:
+		if s.proxyUpload(w, r, rt) {
+			return
+		}
 		h = pick(r.Method, s.uploadStatus, nil, s.finishUpload, s.patchUpload, s.cancelUpload)
 	}
 	if h == nil {

@@ -162,3 +162,16 @@ func mapRaftError(err error) error {
 		return err
 	}
 }
+
+// VerifyLeader confirms that this node is still the leader, with one heartbeat
+// round to a quorum and no log entry. Every write this leader acknowledged was
+// applied here before it was acknowledged, so a verified leader's state is
+// fresh enough for a read that must not be stale.
+func (c *Cluster) VerifyLeader(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+	defer cancel()
+	if err := waitFuture(ctx, c.raft.VerifyLeader()); err != nil {
+		return fmt.Errorf("verify leader: %w", err)
+	}
+	return nil
+}

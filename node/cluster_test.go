@@ -152,6 +152,33 @@ func TestClusterPushAnywherePullEverywhere(t *testing.T) {
 		return len(locs) == 3
 	})
 
+	// An upload started on one node continues on the others: the session's
+	// owner gets every request streamed through to it.
+	data := bytes.Repeat([]byte("round-robin"), 30000)
+	r := do(t, "POST", c.urls[0]+"/v2/library/rr/blobs/uploads/", nil)
+	if r.status != 202 {
+		t.Fatalf("start upload: %d %s", r.status, r.body)
+	}
+	loc := r.header.Get("Location")
+	half := len(data) / 2
+	r = do(t, "PATCH", c.urls[1]+loc, data[:half], "Content-Range", fmt.Sprintf("0-%d", half-1))
+	if r.status != 202 {
+		t.Fatalf("patch through node 1: %d %s", r.status, r.body)
+	}
+	r = do(t, "PATCH", c.urls[2]+r.header.Get("Location"), data[half:], "Content-Range", fmt.Sprintf("%d-%d", half, len(data)-1))
+	if r.status != 202 || r.header.Get("Range") != fmt.Sprintf("0-%d", len(data)-1) {
+		t.Fatalf("patch through node 2: %d %s %s", r.status, r.body, r.header.Get("Range"))
+	}
+	r = do(t, "PUT", c.urls[1]+r.header.Get("Location")+"?digest="+sha(data), nil)
+	if r.status != 201 {
+		t.Fatalf("finish through node 1: %d %s", r.status, r.body)
+	}
+	for i, u := range c.urls {
+		if r := do(t, "GET", u+"/v2/library/rr/blobs/"+sha(data), nil); r.status != 200 || !bytes.Equal(r.body, data) {
+			t.Fatalf("node %d: round-robin blob %d", i, r.status)
+		}
+	}
+
 	// The leader goes away: a new one is elected and writes continue on the survivors.
 	old := c.leader()
 	start := time.Now()

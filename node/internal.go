@@ -117,7 +117,7 @@ func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the leader", http.StatusServiceUnavailable)
 		return
 	}
-	if err := n.cluster.Barrier(r.Context()); err != nil {
+	if err := n.cluster.VerifyLeader(r.Context()); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -228,8 +228,13 @@ func (n *Node) forwardPropose(ctx context.Context, data []byte) error {
 // misses calls it before answering 404, so a follower never says "unknown" from
 // stale state.
 func (n *Node) ReadBarrier(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	if n.cluster.IsLeader() {
-		return n.cluster.Barrier(ctx)
+		if err := n.cluster.VerifyLeader(ctx); err != nil {
+			return fmt.Errorf("%w: %v", api.ErrUnavailable, err)
+		}
+		return nil
 	}
 	addr, err := n.leaderAPI()
 	if err != nil {
@@ -244,5 +249,14 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
 		return fmt.Errorf("%w: read index: leader answered %d", api.ErrUnavailable, resp.StatusCode)
 	}
-	return n.cluster.WaitApplied(ctx, out.Index)
+	if err := n.cluster.WaitApplied(ctx, out.Index); err != nil {
+		return fmt.Errorf("%w: catching up to %d: %v", api.ErrUnavailable, out.Index, err)
+	}
+	return nil
 }
+
+// clusterView adapts the node to api.Cluster.
+type clusterView struct{ n *Node }
+
+func (c clusterView) PeerAPI(id string) (string, bool)      { return c.n.peerAPI(id) }
+func (c clusterView) ReadBarrier(ctx context.Context) error { return c.n.ReadBarrier(ctx) }

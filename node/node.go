@@ -128,6 +128,10 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	var apiCluster api.Cluster // nil for a single node: no peers, no stale reads
+	if cfg.clustered() {
+		apiCluster = clusterView{n}
+	}
 	n.api, err = api.New(api.Config{
 		NodeID:        cfg.NodeID,
 		Logger:        logger.With("component", "api"),
@@ -138,6 +142,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		AnonymousPull: cfg.AnonymousPull,
 		ExternalURL:   cfg.ExternalURL,
 	}, api.Deps{
+		Cluster:  apiCluster,
 		Meta:     n.fsm.Reader(),
 		Proposer: proposer{n},
 		Blobs:    blobsAdapter{n},
