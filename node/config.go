@@ -57,6 +57,12 @@ type Config struct {
 	// Replicas is how many nodes keep each blob; 0 means every node.
 	Replicas          int           `yaml:"replicas"`
 	ReplicateInterval time.Duration `yaml:"replicate_interval"` // how often the replicator looks for missing copies
+
+	// Raft log compaction (0: the cluster package's defaults). A node that is
+	// further behind than TrailingLogs catches up through a snapshot.
+	RaftSnapshotThreshold uint64        `yaml:"raft_snapshot_threshold"`
+	RaftSnapshotInterval  time.Duration `yaml:"raft_snapshot_interval"`
+	RaftTrailingLogs      uint64        `yaml:"raft_trailing_logs"`
 }
 
 // clustered reports whether the node gossips with others.

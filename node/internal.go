@@ -30,6 +30,7 @@ import (
 //
 //	POST /internal/v1/propose          body: an encoded meta command; the leader applies it
 //	GET  /internal/v1/read-index       the leader's applied index after a barrier (Raft's ReadIndex)
+//	GET  /internal/v1/state-digest     this node's applied index and a digest of its metadata
 //	PUT  /internal/v1/blobs/<digest>   store a replica of a blob (verified while it streams)
 //	GET  /internal/v1/blobs/<digest>   read this node's copy of a blob
 const internalPrefix = "/internal/v1/"
@@ -67,6 +68,13 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 		n.servePropose(w, r)
 	case path == "read-index" && r.Method == http.MethodGet:
 		n.serveReadIndex(w, r)
+	case path == "state-digest" && r.Method == http.MethodGet:
+		index, sum, err := n.fsm.StateDigest()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeInternalJSON(w, map[string]any{"node": n.cfg.NodeID, "index": index, "digest": hex.EncodeToString(sum[:])})
 	case strings.HasPrefix(path, "blobs/") && (r.Method == http.MethodPut || r.Method == http.MethodGet || r.Method == http.MethodHead):
 		d, err := meta.ParseDigest(strings.TrimPrefix(path, "blobs/"))
 		if err != nil {

@@ -115,6 +115,10 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		RaftListen: cfg.RaftListen,
 		Advertise:  cfg.RaftAdvertise,
 		Bootstrap:  len(cfg.Join) == 0,
+
+		SnapshotThreshold: cfg.RaftSnapshotThreshold,
+		SnapshotInterval:  cfg.RaftSnapshotInterval,
+		TrailingLogs:      cfg.RaftTrailingLogs,
 	}, n.fsm, db, logger.With("component", "raft"), n.reg)
 	if err != nil {
 		return nil, err

@@ -112,6 +112,10 @@ func serveConfig(args []string, stderr io.Writer) (node.Config, error) {
 		cfg.Replicas = n
 		return nil
 	})
+	fs.Uint64Var(&cfg.RaftSnapshotThreshold, "raft-snapshot-threshold", cfg.RaftSnapshotThreshold, "log entries between Raft snapshots (0: 8192)")
+	fs.DurationVar(&cfg.RaftSnapshotInterval, "raft-snapshot-interval", cfg.RaftSnapshotInterval, "how often Raft checks the snapshot threshold (0: 2m)")
+	fs.Uint64Var(&cfg.RaftTrailingLogs, "raft-trailing-logs", cfg.RaftTrailingLogs, "log entries kept behind a snapshot (0: 10240)")
+	fs.DurationVar(&cfg.ReplicateInterval, "replicate-interval", cfg.ReplicateInterval, "how often the replicator looks for missing copies")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

@@ -153,6 +153,25 @@ func TestSnapshotRestore(t *testing.T) {
 	if _, err := meta.GetLinkedBlob(g.Reader(), "a/x", d1); err != nil {
 		t.Errorf("blob linked at snapshot time: %v", err)
 	}
+	// The restored state digests the same as a node that applied the same
+	// entries itself, and differently once one more entry is applied.
+	h := openDB(t, t.TempDir())
+	defer h.Close()
+	hf, _ := New(h, nil)
+	seed(t, hf)
+	hf.ApplyBatch([]*raft.Log{
+		entry(t, 11, &meta.PutBlob{Repo: "a/x", Digest: d1, Size: 3, Time: t0}),
+		entry(t, 12, &meta.PutBlob{Repo: "b/y", Digest: d2, Size: 3, Time: t0}),
+	})
+	ig, dg, err := g.StateDigest()
+	ih, dh, err2 := hf.StateDigest()
+	if err != nil || err2 != nil || ig != 12 || ih != 12 || dg != dh {
+		t.Errorf("digests at 12: restored %x, replayed %x (%v %v)", dg[:4], dh[:4], err, err2)
+	}
+	hf.Apply(entry(t, 13, &meta.UnlinkBlob{Repo: "a/x", Digest: d1, Time: t0}))
+	if _, d, _ := hf.StateDigest(); d == dg {
+		t.Error("digest did not change with the state")
+	}
 }
 
 func TestCorruptEntryPanics(t *testing.T) {
