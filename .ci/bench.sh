@@ -69,7 +69,12 @@ DIST_ROOT=/tmp/berth-bench-dist-$DPORT
 DPID=$(WIPE=1 "$SHARED/start-docker-registry.sh" "$DPORT" "$DIST_ROOT")
 DIST_URL=http://127.0.0.1:$DPORT
 
-# Berth
+# Berth: every request is authenticated (the bootstrap cloud admin), and repositories
+# live in the bootstrap workspace "library". The credentials are only used where a
+# registry asks for them, so Distribution runs open as before.
+export BENCH_USER=${BENCH_USER:-admin}
+export BENCH_PASS=${BENCH_PASS:-bench-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+export REPO_PREFIX=${REPO_PREFIX:-library}
 if [ -n "${BENCH_BERTH_URL:-}" ]; then
   BERTH_URL=${BENCH_BERTH_URL%/}
   wait_ready "$BERTH_URL"
@@ -79,7 +84,8 @@ else
   make --no-print-directory build
   BPORT=$(free_port)
   BERTH_URL=http://127.0.0.1:$BPORT
-  bin/berth serve --data-dir "$W/berth-data" --listen "127.0.0.1:$BPORT" --node-id bench1 2> "$W/berth.log" &
+  BERTH_ADMIN_PASSWORD=$BENCH_PASS bin/berth serve --data-dir "$W/berth-data" --listen "127.0.0.1:$BPORT" \
+    --node-id bench1 2> "$W/berth.log" &
   BPID=$!
   wait_ready "$BERTH_URL" "$BPID"
   BERTH_PID=$BPID
