@@ -12,7 +12,7 @@ LISTEN   ?= 127.0.0.1:5000
 DATA_DIR ?= ./berth-data
 NODE_ID  ?= node1
 
-.PHONY: all build run cluster test tools vet lint bench clean
+.PHONY: all build run cluster test tools vet lint bench clean deploy-check
 
 all: build
 
@@ -39,6 +39,12 @@ test: tools
 
 vet:
 	$(GO) vet ./...
+
+## deploy-check: deploy/ against the binary's flags (and 3 nodes started with the Compose file's
+## command lines), promtool on the alert rules and their unit tests, the metrics after a workload
+deploy-check:
+	BERTH_E2E_REQUIRE=1 $(GO) test -count=1 ./deploy/...
+	BERTH_E2E_REQUIRE=1 $(GO) test -count=1 -run 'TestMetricsAfterWorkload|TestReadiness' ./node
 
 ## lint: gofmt must list nothing, go vet must pass
 lint:

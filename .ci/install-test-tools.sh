@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the client tools `make test` needs (the e2e test in cmd/berth): crane, oras, regctl,
-# the OCI conformance suite (Go tools, into the tools cache) and skopeo (Debian package).
+# the OCI conformance suite (Go tools, into the tools cache) and skopeo (Debian package); and
+# chromium (Debian package) for the console's browser test; and promtool (Debian package
+# prometheus) for the metrics and alert rule tests.
 # Usage: .ci/install-test-tools.sh        (run from anywhere; `make tools` runs it)
 #
 # With ../shared/tools beside the repository (CI, the team's machines) this is that folder's
@@ -13,8 +15,37 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED="$ROOT/../shared/tools"
+
+# The console's browser test (node/console_e2e_test.go) drives Debian's headless chromium;
+# a CJK font makes its Chinese screenshots legible. Both come from Debian, whichever branch runs.
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "apt-get install chromium fonts-wqy-microhei" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
+  else
+    echo "install-test-tools: chromium or a CJK font is missing (the console test skips without chromium); install them with: sudo apt-get install -y chromium fonts-wqy-microhei" >&2
+  fi
+fi
+
+# promtool (Debian package prometheus): node/metrics_test.go checks the scraped metrics and the
+# alert rules with it, deploy/deploytest the Prometheus configuration. ../shared/tools does not
+# install it, so it is installed here whichever branch runs.
+promtool_missing=0
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "apt-get install prometheus (for promtool)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "install-test-tools: promtool is missing; install it with: sudo apt-get install -y prometheus" >&2
+    promtool_missing=1
+  fi
+fi
+
 if [ -f "$SHARED/install.sh" ]; then
-  exec bash "$SHARED/install.sh" "$@"
+  bash "$SHARED/install.sh" "$@"
+  exit "$promtool_missing"
 fi
 
 TOOLS_BIN=${BERTH_TOOLS_BIN:-${XDG_CACHE_HOME:-${HOME:?HOME or BERTH_TOOLS_BIN must be set}/.cache}/berth-tools/bin}
@@ -54,4 +85,5 @@ for entry in "${GO_TOOLS[@]}"; do
   (cd /tmp && GOWORK=off GOBIN="$TOOLS_BIN" go install -buildvcs=false "$pkg@$ver") \
     || { echo "install-test-tools: go install $pkg@$ver failed" >&2; exit 1; }
 done
+[ "$promtool_missing" = 0 ] || fail=1
 exit "$fail"

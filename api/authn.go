@@ -17,7 +17,8 @@ import (
 
 // Authentication: who is calling. A request carries nothing (anonymous), a
 // Bearer token from /auth/token (verified against the cluster's keys; the hot
-// path), or Basic credentials (a user or a robot; checked against the bcrypt
+// path), the console's session cookie (only without an Authorization header;
+// see console.go), or Basic credentials (a user or a robot; checked against the bcrypt
 // hash through a short-lived cache so the slow hash is not paid per request).
 //
 // For /v2/ the verified token itself is what is granted: its access claim is
@@ -80,6 +81,10 @@ func (s *Server) authenticate(r *http.Request) (*Principal, error) {
 func (s *Server) authn(r *http.Request) (*authInfo, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
+		// The console's session cookie (api/console.go), with its CSRF check.
+		if info, ok, err := s.sessionAuthn(r); ok {
+			return info, err
+		}
 		return &authInfo{principal: &Principal{Kind: Anonymous}, resolved: true}, nil
 	}
 	scheme, cred, _ := strings.Cut(h, " ")

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,6 +21,12 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt v2Route) err
 		return err
 	}
 	d := meta.Digest(rt.Ref)
+	// Garbage collection learns of the check before the metadata is read: a
+	// blob checked while a run is sweeping is answered from the state after
+	// the sweep, so a client never builds on a blob that is going away.
+	if t, ok := s.blobs.(BlobToucher); ok {
+		t.Touch(r.Context(), digest.Digest(d))
+	}
 	err := s.fresh(r.Context(), func() error {
 		_, err := meta.GetLinkedBlob(s.meta, rt.Repo, d)
 		return err
@@ -53,13 +60,22 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt v2Route) err
 	return nil
 }
 
-// deleteBlob unlinks a blob from the repository; the bytes stay until garbage
-// collection finds nothing else uses them.
+// BlobToucher is implemented by Blobs that garbage collection must hear from
+// when a client checks or reads a blob (HEAD, GET): a run in progress keeps a
+// touched blob, and Touch waits while a run's sweep is committing.
+type BlobToucher interface {
+	Touch(ctx context.Context, d digest.Digest)
+}
+
+// deleteBlob moves the blob's link to the workspace's trash (a soft delete:
+// the blob is 404 in the repository, restorable until garbage collection
+// reclaims it); the bytes stay until garbage collection finds nothing else
+// uses them.
 func (s *Server) deleteBlob(w http.ResponseWriter, r *http.Request, rt v2Route) error {
 	if err := s.authorize(r, rt.Repo, ActionDelete); err != nil {
 		return err
 	}
-	err := s.propose.Propose(r.Context(), &meta.UnlinkBlob{Repo: rt.Repo, Digest: meta.Digest(rt.Ref), Time: s.cfg.Clock()})
+	err := s.propose.Propose(r.Context(), &meta.UnlinkBlob{Repo: rt.Repo, Digest: meta.Digest(rt.Ref), By: s.callerName(r), Time: s.cfg.Clock()})
 	if err != nil {
 		return err
 	}

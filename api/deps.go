@@ -59,3 +59,25 @@ type Cluster interface {
 	// "unknown", so a follower never answers 404 from stale state.
 	ReadBarrier(ctx context.Context) error
 }
+
+// ClusterAdmin is what the cluster routes need of the node. It is set for a
+// single node too (whose status lists itself only).
+type ClusterAdmin interface {
+	// ClusterStatus gathers the status of every node, asking the live peers
+	// for their local figures. It returns within a few seconds whatever the
+	// peers do: a peer that does not answer is listed with Error set.
+	ClusterStatus(ctx context.Context) (*ClusterStatus, error)
+	// RemoveNode removes a node from the Raft configuration and drops its
+	// blob locations from the metadata, so that the replicator recreates its
+	// copies on the remaining nodes. It refuses (ErrNodeRemoveRefused) to
+	// remove the node that serves the call or the last voter, and answers
+	// ErrNodeUnknown for a node the cluster does not know; ErrUnavailable
+	// when no leader could make the change.
+	RemoveNode(ctx context.Context, id string) (*NodeRemoval, error)
+}
+
+// Refusals of ClusterAdmin.RemoveNode; wrap them with the node id ("%w: n3").
+var (
+	ErrNodeUnknown       = errors.New("api: node unknown")
+	ErrNodeRemoveRefused = errors.New("api: node removal refused")
+)

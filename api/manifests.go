@@ -161,16 +161,19 @@ func manifestInfo(m *meta.Manifest, size int64) meta.ManifestInfo {
 	return info
 }
 
-// deleteManifest deletes a manifest by digest (with its tags) or one tag.
+// deleteManifest deletes a manifest by digest (with its tags) or one tag. It
+// is a soft delete: what is deleted moves to the workspace's trash, is 404 at
+// once on every node, and can be restored until garbage collection reclaims
+// it (meta/trash.go).
 func (s *Server) deleteManifest(w http.ResponseWriter, r *http.Request, rt v2Route) error {
 	if err := s.authorize(r, rt.Repo, ActionDelete); err != nil {
 		return err
 	}
 	var cmd meta.Command
 	if isDigestRef(rt.Ref) {
-		cmd = &meta.DeleteManifest{Repo: rt.Repo, Digest: meta.Digest(rt.Ref), Time: s.cfg.Clock()}
+		cmd = &meta.DeleteManifest{Repo: rt.Repo, Digest: meta.Digest(rt.Ref), By: s.callerName(r), Time: s.cfg.Clock()}
 	} else {
-		cmd = &meta.DeleteTag{Repo: rt.Repo, Tag: rt.Ref, Time: s.cfg.Clock()}
+		cmd = &meta.DeleteTag{Repo: rt.Repo, Tag: rt.Ref, By: s.callerName(r), Time: s.cfg.Clock()}
 	}
 	if err := s.propose.Propose(r.Context(), cmd); err != nil {
 		return err

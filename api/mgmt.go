@@ -54,6 +54,11 @@ var mgmtRoutes = []mgmtRoute{
 	{method: http.MethodGet, path: "/api/v1/openapi.json", h: (*Server).getOpenAPI, public: true},
 	{method: http.MethodGet, path: "/api/v1/me", h: (*Server).getMe},
 
+	// The console's session (api/console.go): public routes that read the cookie themselves.
+	{method: http.MethodGet, path: "/api/v1/session", h: (*Server).getSession, public: true},
+	{method: http.MethodPost, path: "/api/v1/session", h: (*Server).createSession, public: true},
+	{method: http.MethodDelete, path: "/api/v1/session", h: (*Server).deleteSession, public: true},
+
 	{method: http.MethodGet, path: "/api/v1/users", h: (*Server).listUsers},
 	{method: http.MethodPost, path: "/api/v1/users", h: (*Server).createUser},
 	{method: http.MethodGet, path: "/api/v1/users/:user", h: (*Server).getUser},
@@ -74,17 +79,34 @@ var mgmtRoutes = []mgmtRoute{
 	{method: http.MethodGet, path: "/api/v1/workspaces", h: (*Server).listWorkspaces},
 	{method: http.MethodGet, path: "/api/v1/workspaces/:workspace", h: (*Server).getWorkspace},
 	{method: http.MethodPatch, path: "/api/v1/workspaces/:workspace", h: (*Server).patchWorkspace},
-	{method: http.MethodDelete, path: "/api/v1/workspaces/:workspace", h: (*Server).deleteWorkspace},
+	{method: http.MethodDelete, path: "/api/v1/workspaces/:workspace", h: (*Server).softDeleteWorkspace},
 
 	{method: http.MethodGet, path: "/api/v1/workspaces/:workspace/repositories", h: (*Server).listRepositories},
+	{method: http.MethodPost, path: "/api/v1/workspaces/:workspace/import", h: (*Server).importArchive},
 	{method: http.MethodGet, path: "/api/v1/repositories/*name", h: (*Server).getRepositoryOrTags,
 		alsoServes: []string{"/api/v1/repositories/{name}/tags"}},
 	{method: http.MethodPatch, path: "/api/v1/repositories/*name", h: (*Server).patchRepository},
+	{method: http.MethodDelete, path: "/api/v1/repositories/*name", h: (*Server).deleteRepositoryOrRef,
+		alsoServes: []string{"/api/v1/repositories/{name}/tags/{tag}", "/api/v1/repositories/{name}/manifests/{digest}"}},
 	{method: http.MethodGet, path: "/api/v1/images", h: (*Server).listImages},
 
 	{method: http.MethodGet, path: "/api/v1/projects/:project/robots", h: (*Server).listRobots},
 	{method: http.MethodPost, path: "/api/v1/projects/:project/robots", h: (*Server).createRobot},
 	{method: http.MethodDelete, path: "/api/v1/projects/:project/robots/:robot", h: (*Server).deleteRobot},
+
+	{method: http.MethodGet, path: "/api/v1/cluster", h: (*Server).getCluster},
+	{method: http.MethodDelete, path: "/api/v1/cluster/nodes/:node", h: (*Server).deleteClusterNode},
+
+	{method: http.MethodGet, path: "/api/v1/audit", h: (*Server).listAudit},
+	{method: http.MethodGet, path: "/api/v1/backup/snapshot", h: (*Server).getBackupSnapshot},
+	{method: http.MethodGet, path: "/api/v1/backup/blobs/:digest", h: (*Server).getBackupBlob},
+
+	{method: http.MethodGet, path: "/api/v1/workspaces/:workspace/trash", h: (*Server).listTrash},
+	{method: http.MethodPost, path: "/api/v1/workspaces/:workspace/trash/restore", h: (*Server).restoreTrash},
+	{method: http.MethodPost, path: "/api/v1/gc", h: (*Server).startGC},
+	{method: http.MethodGet, path: "/api/v1/gc", h: (*Server).listGC},
+	{method: http.MethodGet, path: "/api/v1/gc/:id", h: (*Server).getGC},
+	{method: http.MethodPost, path: "/api/v1/fsck", h: (*Server).fsck},
 }
 
 // registerManagement adds the /api/v1/ routes to r.

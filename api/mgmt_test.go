@@ -390,6 +390,9 @@ func TestMgmtUnauthenticated(t *testing.T) {
 		rec := httptest.NewRecorder()
 		s.ServeHTTP(rec, req)
 		if rt.public {
+			if rt.path == "/api/v1/session" {
+				continue // the console's login and logout: console_test.go
+			}
 			if rec.Code != http.StatusOK {
 				t.Errorf("%s %s: status %d, want 200", rt.method, path, rec.Code)
 			}

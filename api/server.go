@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -25,9 +26,16 @@ type Config struct {
 	Clock            func() time.Time
 	Logger           *slog.Logger
 	Registerer       prometheus.Registerer // nil: no metrics
-	// Ready reports whether the node can serve writes (has a leader, disk
-	// writable); /readyz answers 503 with the error otherwise. nil: always ready.
+	// Ready reports whether the node should get traffic (not draining, has a
+	// leader, applied index close to the commit index, data disk writable with
+	// room left); /readyz answers 503 with the error otherwise. nil: always
+	// ready. /healthz answers 200 whenever the process serves HTTP.
 	Ready func() error
+
+	// PeerTLS, when set, is the client TLS configuration of calls to other
+	// nodes (the upload proxy): HTTPS with this node's cluster certificate,
+	// verified against the cluster CA.
+	PeerTLS *tls.Config
 
 	// Service is the token service name (the JWT audience and the challenge's
 	// service); default "berth".
@@ -40,6 +48,8 @@ type Config struct {
 	TokenTTL time.Duration
 	// AnonymousPull lets requests without credentials pull from public workspaces.
 	AnonymousPull bool
+	// Import bounds archive imports (POST /api/v1/workspaces/:workspace/import).
+	Import ImportLimits
 }
 
 // Deps are the Server's collaborators.
@@ -48,6 +58,16 @@ type Deps struct {
 	Meta     meta.Reader
 	Proposer Proposer
 	Blobs    Blobs
+	// ClusterAdmin serves the cluster routes (GET /api/v1/cluster, node
+	// removal); nil: they answer 501.
+	ClusterAdmin ClusterAdmin
+	// Audit receives the audit events of requests (audit.go); nil: nothing
+	// is audited.
+	Audit Auditor
+	// Backup serves the backup routes; nil: they answer 501.
+	Backup Backup
+	// Fsck serves POST /api/v1/fsck; nil: it answers 501.
+	Fsck Fscker
 }
 
 // Server serves the registry's HTTP API. It is safe for concurrent use.
@@ -61,6 +81,14 @@ type Server struct {
 	metrics *metrics
 	router  *httprouter.Router
 	cluster Cluster
+	// clusterAdmin serves the cluster routes; nil: they answer 501.
+	clusterAdmin ClusterAdmin
+	// audit receives audit events; nil: none are recorded.
+	audit Auditor
+	// backup serves the backup routes; nil: they answer 501.
+	backup Backup
+	// fsckRunner serves POST /api/v1/fsck; nil: it answers 501.
+	fsckRunner Fscker
 	// uploadProxy streams requests for another node's upload sessions to it.
 	uploadProxy *httputil.ReverseProxy
 }
@@ -115,16 +143,24 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	r.GET("/readyz", s.serveReady)
 	s.registerAuth(r)
 	s.registerManagement(r)
+	s.registerConsole(r)
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFound)
 	})
 	s.router = r
 	s.cluster = deps.Cluster
+	s.clusterAdmin = deps.ClusterAdmin
+	s.audit, s.backup = deps.Audit, deps.Backup
+	s.fsckRunner = deps.Fsck
 	s.uploadProxy = newUploadProxy(cfg.NodeID)
+	if cfg.PeerTLS != nil {
+		usePeerTLS(s.uploadProxy, cfg.PeerTLS)
+	}
 	return s, nil
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	w.Header().Set("Cache-Control", "no-store")
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
@@ -149,7 +185,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	rw.Header().Set("X-Request-Id", id)
 	rw.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	note := s.auditBegin(r)
 	s.router.ServeHTTP(rw, r)
+	s.auditEnd(r, note, rw.status, rw.Header(), id)
 	d := time.Since(start)
 	route := routeLabel(r)
 	s.metrics.observe(route, r.Method, rw.status, d, rw.written, r.ContentLength)

@@ -69,6 +69,19 @@ func (u *Upload) Size() int64 { return u.size.Load() }
 // StartedAt returns when the session was created, by the store's clock.
 func (u *Upload) StartedAt() time.Time { return u.started }
 
+// Digest returns the sha256 digest of the bytes received so far, from the hash
+// state kept while they streamed in: nothing is re-read. An importer that learns
+// what a blob is only after storing it (a layer of an archive) commits it under
+// this digest. ErrUploadBusy while another operation runs; ErrUploadUnknown once
+// the session is gone.
+func (u *Upload) Digest() (digest.Digest, error) {
+	if err := u.begin(); err != nil {
+		return "", fmt.Errorf("digest of upload %s: %w", u.id, err)
+	}
+	defer u.end()
+	return digest.NewDigestFromBytes(digest.SHA256, u.h256.Sum(nil)), nil
+}
+
 // NewUpload creates the session id. algs are the digest algorithms the client
 // declared up front, if any; sha256 is always computed, sha512 also when declared
 // (see Commit for one that is not). ErrUploadInvalid for a malformed id or one that is

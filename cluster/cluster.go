@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,6 +91,12 @@ type Config struct {
 	// LeaderLeaseTimeout is how long a leader stays leader without hearing
 	// from a quorum. Must not exceed HeartbeatTimeout. Default 500ms.
 	LeaderLeaseTimeout time.Duration
+
+	// ServerTLS and ClientTLS, when set, run raft over mutual TLS (tls.go):
+	// ServerTLS for accepted connections (it must require and verify client
+	// certificates against the cluster CA), ClientTLS for dialled ones. They
+	// need RaftListen. Nil: plain TCP.
+	ServerTLS, ClientTLS *tls.Config
 }
 
 // Defaults of Config. The timeouts are raft's own LAN defaults: a few
@@ -230,7 +237,11 @@ func New(cfg Config, fsm raft.FSM, db *pebble.DB, logger *slog.Logger, reg prome
 	}
 	rcfg.NoSnapshotRestoreOnStart = !restore
 
-	trans, addr, err := newTransport(cfg, hl)
+	newTrans := newTransport
+	if cfg.ServerTLS != nil || cfg.ClientTLS != nil {
+		newTrans = newTLSTransport
+	}
+	trans, addr, err := newTrans(cfg, hl)
 	if err != nil {
 		return nil, err
 	}
@@ -283,6 +294,9 @@ func New(cfg Config, fsm raft.FSM, db *pebble.DB, logger *slog.Logger, reg prome
 func transportKind(cfg Config) string {
 	if cfg.RaftListen == "" {
 		return "inmem"
+	}
+	if cfg.ServerTLS != nil {
+		return "tls"
 	}
 	return "tcp"
 }

@@ -23,9 +23,9 @@ func Apply(txn Txn, index uint64, data []byte) any {
 	case nil:
 		return nil // an ignorable command from a newer version
 	case *PutBlob:
-		return errOrNil(applyPutBlob(txn, c))
+		return errOrNil(applyPutBlob(txn, index, c))
 	case *PutManifest:
-		return errOrNil(applyPutManifest(txn, c))
+		return errOrNil(applyPutManifest(txn, index, c))
 	case *DeleteManifest:
 		return errOrNil(applyDeleteManifest(txn, c))
 	case *DeleteTag:
@@ -56,6 +56,28 @@ func Apply(txn Txn, index uint64, data []byte) any {
 		return errOrNil(applySetRepoDescription(txn, c))
 	case *SetBlobLocation:
 		return errOrNil(applySetBlobLocation(txn, c))
+	case *AppendAudit:
+		return errOrNil(applyAppendAudit(txn, c))
+	case *DeleteRepository:
+		return errOrNil(applyDeleteRepository(txn, c))
+	case *Restore:
+		return errOrNil(applyRestore(txn, index, c))
+	case *GCStart:
+		return errOrNil(applyGCStart(txn, c))
+	case *GCBegin:
+		return errOrNil(applyGCBegin(txn, c))
+	case *GCPause:
+		return errOrNil(applyGCPause(txn, c))
+	case *GCSweep:
+		return errOrNil(applyGCSweep(txn, c))
+	case *GCFinish:
+		return errOrNil(applyGCFinish(txn, c))
+	case *GCAbort:
+		return errOrNil(applyGCAbort(txn, c))
+	case *GCStats:
+		return errOrNil(applyGCStats(txn, c))
+	case *GCNodeDone:
+		return errOrNil(applyGCNodeDone(txn, c))
 	default:
 		return fmt.Errorf("apply entry %d: %w: no apply for type %d", index, ErrCommandCorrupt, c.Type())
 	}
@@ -99,28 +121,36 @@ func checkWorkspace(r Reader, repo string) error {
 	return err
 }
 
-func applyPutBlob(txn Txn, c *PutBlob) error {
+// applyPutBlob records a blob and links it into the repository. Every push or
+// mount renews the blob's Pushed time, which garbage collection's grace period
+// counts from, and while a run is active marks the blob dirty.
+func applyPutBlob(txn Txn, index uint64, c *PutBlob) error {
 	if err := checkWorkspace(txn, c.Repo); err != nil {
 		return err
 	}
 	if err := ensureRepo(txn, c.Repo, c); err != nil {
 		return err
 	}
-	ok, err := has(txn, blobKey(c.Digest))
-	if err != nil {
+	b, err := GetBlob(txn, c.Digest)
+	switch {
+	case errors.Is(err, ErrBlobUnknown):
+		b = &Blob{Size: c.Size, Created: c.Time}
+	case err != nil:
 		return err
 	}
-	if !ok {
-		if err := txn.Set(blobKey(c.Digest), encodeJSON(Blob{Size: c.Size, Created: c.Time})); err != nil {
-			return err
-		}
+	b.Pushed = c.Time
+	if err := txn.Set(blobKey(c.Digest), encodeJSON(b)); err != nil {
+		return err
 	}
 	for _, node := range c.Nodes {
 		if err := txn.Set(blobNodeKey(c.Digest, node), nil); err != nil {
 			return err
 		}
 	}
-	ok, err = has(txn, linkKey(c.Repo, c.Digest))
+	if err := noteDirty(txn, index, &DirtyEntry{Blobs: []Digest{c.Digest}}); err != nil {
+		return err
+	}
+	ok, err := has(txn, linkKey(c.Repo, c.Digest))
 	if err != nil || ok {
 		return err
 	}
@@ -130,7 +160,7 @@ func applyPutBlob(txn Txn, c *PutBlob) error {
 	return txn.Set(blobRepoKey(c.Digest, c.Repo), nil)
 }
 
-func applyPutManifest(txn Txn, c *PutManifest) error {
+func applyPutManifest(txn Txn, index uint64, c *PutManifest) error {
 	if err := checkWorkspace(txn, c.Repo); err != nil {
 		return err
 	}
@@ -164,7 +194,7 @@ func applyPutManifest(txn Txn, c *PutManifest) error {
 		return err
 	}
 	info := c.Info
-	info.Created = c.Time
+	info.Created, info.Pushed = c.Time, c.Time
 	if old, _, err := getManifest(txn, c.Repo, c.Digest); err == nil {
 		info.Created = old.Created // a re-push keeps the first push time
 	} else if !errors.Is(err, ErrManifestUnknown) {
@@ -190,7 +220,7 @@ func applyPutManifest(txn Txn, c *PutManifest) error {
 			return err
 		}
 	}
-	return nil
+	return noteDirty(txn, index, &DirtyEntry{Manifests: []ManifestRef{{Repo: c.Repo, Digest: c.Digest}}})
 }
 
 func setTag(txn Txn, repo, tag string, d Digest, c *PutManifest) error {
@@ -212,61 +242,6 @@ func setTag(txn Txn, repo, tag string, d Digest, c *PutManifest) error {
 		return err
 	}
 	return txn.Set(tagIndexKey(repo, d, tag), nil)
-}
-
-func applyDeleteManifest(txn Txn, c *DeleteManifest) error {
-	info, _, err := getManifest(txn, c.Repo, c.Digest)
-	if err != nil {
-		return err
-	}
-	var tags []string
-	prefix := tagIndexPrefix(c.Repo, c.Digest)
-	err = scanPrefix(txn, prefix, nil, func(k, _ []byte) error {
-		tags = append(tags, string(k[len(prefix):]))
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, tag := range tags {
-		if err := txn.Delete(tagKey(c.Repo, tag)); err != nil {
-			return err
-		}
-		if err := txn.Delete(tagIndexKey(c.Repo, c.Digest, tag)); err != nil {
-			return err
-		}
-	}
-	if info.Subject != "" {
-		if err := txn.Delete(referrerKey(c.Repo, info.Subject, c.Digest)); err != nil {
-			return err
-		}
-	}
-	return txn.Delete(manifestKey(c.Repo, c.Digest))
-}
-
-func applyDeleteTag(txn Txn, c *DeleteTag) error {
-	t, err := GetTag(txn, c.Repo, c.Tag)
-	if err != nil {
-		return err
-	}
-	if err := txn.Delete(tagKey(c.Repo, c.Tag)); err != nil {
-		return err
-	}
-	return txn.Delete(tagIndexKey(c.Repo, t.Digest, c.Tag))
-}
-
-func applyUnlinkBlob(txn Txn, c *UnlinkBlob) error {
-	ok, err := has(txn, linkKey(c.Repo, c.Digest))
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrBlobUnknown, c.Digest)
-	}
-	if err := txn.Delete(linkKey(c.Repo, c.Digest)); err != nil {
-		return err
-	}
-	return txn.Delete(blobRepoKey(c.Digest, c.Repo))
 }
 
 func applySetBlobLocation(txn Txn, c *SetBlobLocation) error {

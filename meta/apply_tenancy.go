@@ -176,28 +176,17 @@ func applyPutWorkspace(txn Txn, c *PutWorkspace) error {
 	case !errors.Is(err, ErrWorkspaceUnknown) || !c.Create:
 		return err
 	}
+	if inTrash, err := workspaceInTrash(txn, c.Name); err != nil {
+		return err
+	} else if inTrash && c.Create {
+		// Its trash (listed under its name) must not pass to whoever takes
+		// the name next, maybe another project.
+		return fmt.Errorf("%w: workspace %s is in the trash; restore it, or wait until garbage collection reclaims it", ErrConflict, c.Name)
+	}
 	if err := txn.Set(workspaceKey(c.Name), encodeJSON(w)); err != nil {
 		return err
 	}
 	return txn.Set(projectWorkspaceKey(c.Project, c.Name), nil)
-}
-
-func applyDeleteWorkspace(txn Txn, c *DeleteWorkspace) error {
-	w, err := GetWorkspace(txn, c.Name)
-	if err != nil {
-		return err
-	}
-	repos, _, err := ListRepositories(txn, c.Name+"/", 1)
-	if err != nil {
-		return err
-	}
-	if len(repos) > 0 && WorkspaceOf(repos[0]) == c.Name {
-		return fmt.Errorf("%w: workspace %s still holds repositories; delete them first", ErrConflict, c.Name)
-	}
-	if err := txn.Delete(projectWorkspaceKey(w.Project, c.Name)); err != nil {
-		return err
-	}
-	return txn.Delete(workspaceKey(c.Name))
 }
 
 // ValidActions are the actions a robot may be given.

@@ -14,9 +14,9 @@ type CommandType uint8
 const (
 	CmdPutBlob        CommandType = 1 // record a blob and link it into a repository (push or mount)
 	CmdPutManifest    CommandType = 2 // store a manifest, its tags and its referrer entry
-	CmdDeleteManifest CommandType = 3 // remove a manifest, its tags and its referrer entry
-	CmdDeleteTag      CommandType = 4 // remove one tag
-	CmdUnlinkBlob     CommandType = 5 // remove a blob's link from a repository
+	CmdDeleteManifest CommandType = 3 // move a manifest, its tags and its referrer entry to the trash
+	CmdDeleteTag      CommandType = 4 // move one tag to the trash
+	CmdUnlinkBlob     CommandType = 5 // move a blob's link from a repository to the trash
 
 	CmdPutUser            CommandType = 6  // create or update a user
 	CmdDeleteUser         CommandType = 7  // remove a user and their memberships
@@ -24,12 +24,23 @@ const (
 	CmdDeleteProject      CommandType = 9  // remove a project without workspaces, its members and robots
 	CmdSetMember          CommandType = 10 // add, change or (empty role) remove a member
 	CmdPutWorkspace       CommandType = 11 // create or update a workspace
-	CmdDeleteWorkspace    CommandType = 12 // remove a workspace without repositories
+	CmdDeleteWorkspace    CommandType = 12 // move a workspace and its repositories to the trash
 	CmdPutRobot           CommandType = 13 // create or update a robot account
 	CmdDeleteRobot        CommandType = 14 // remove a robot account
 	CmdPutSigningKey      CommandType = 15 // add a token signing key
 	CmdSetRepoDescription CommandType = 16 // set a repository's description
 	CmdSetBlobLocation    CommandType = 17 // record that a node holds (or lost) a verified copy of a blob
+	CmdAppendAudit        CommandType = 18 // append audit events and trim the audit log (ignorable)
+	CmdDeleteRepository   CommandType = 19 // move a repository with everything in it to the trash
+	CmdRestore            CommandType = 20 // bring a trash item back
+	CmdGCStart            CommandType = 21 // ask for a garbage collection run (one at a time)
+	CmdGCBegin            CommandType = 22 // the leader claims the requested run and marks
+	CmdGCPause            CommandType = 23 // pause writes cluster-wide for the sweep
+	CmdGCSweep            CommandType = 24 // drop what the mark found unreachable; ends the pause
+	CmdGCFinish           CommandType = 25 // end a run without a sweep (dry run, nothing to do, failure)
+	CmdGCAbort            CommandType = 26 // end an active run whose leader went away
+	CmdGCStats            CommandType = 27 // record a swept run's final pause and duration (ignorable)
+	CmdGCNodeDone         CommandType = 28 // one node's report of its file deletions (ignorable)
 )
 
 const (
@@ -80,24 +91,29 @@ type PutManifest struct {
 	Time    time.Time    `json:"time"`
 }
 
-// DeleteManifest removes a manifest, the tags that point at it and its referrer entry.
+// DeleteManifest moves a manifest, the tags that point at it and its referrer
+// entry to the trash (trash.go); By is who deleted it.
 type DeleteManifest struct {
 	Repo   string    `json:"repo"`
 	Digest Digest    `json:"digest"`
+	By     string    `json:"by,omitempty"`
 	Time   time.Time `json:"time"`
 }
 
-// DeleteTag removes one tag; the manifest stays.
+// DeleteTag moves one tag to the trash; the manifest stays.
 type DeleteTag struct {
 	Repo string    `json:"repo"`
 	Tag  string    `json:"tag"`
+	By   string    `json:"by,omitempty"`
 	Time time.Time `json:"time"`
 }
 
-// UnlinkBlob removes a blob's link from a repository; the blob's bytes stay for GC.
+// UnlinkBlob moves a blob's link from a repository to the trash; the blob's
+// bytes stay for GC.
 type UnlinkBlob struct {
 	Repo   string    `json:"repo"`
 	Digest Digest    `json:"digest"`
+	By     string    `json:"by,omitempty"`
 	Time   time.Time `json:"time"`
 }
 
@@ -115,7 +131,11 @@ func Encode(c Command) ([]byte, error) {
 		return nil, fmt.Errorf("meta: encode command %d: %w", c.Type(), err)
 	}
 	out := make([]byte, 0, 3+len(body))
-	out = append(out, commandVersion, byte(c.Type()), 0)
+	var flags byte
+	if ig, ok := c.(interface{ Ignorable() bool }); ok && ig.Ignorable() {
+		flags |= flagIgnorable
+	}
+	out = append(out, commandVersion, byte(c.Type()), flags)
 	return append(out, body...), nil
 }
 
@@ -161,6 +181,28 @@ func Decode(data []byte) (Command, error) {
 		c = &SetRepoDescription{}
 	case CmdSetBlobLocation:
 		c = &SetBlobLocation{}
+	case CmdAppendAudit:
+		c = &AppendAudit{}
+	case CmdDeleteRepository:
+		c = &DeleteRepository{}
+	case CmdRestore:
+		c = &Restore{}
+	case CmdGCStart:
+		c = &GCStart{}
+	case CmdGCBegin:
+		c = &GCBegin{}
+	case CmdGCPause:
+		c = &GCPause{}
+	case CmdGCSweep:
+		c = &GCSweep{}
+	case CmdGCFinish:
+		c = &GCFinish{}
+	case CmdGCAbort:
+		c = &GCAbort{}
+	case CmdGCStats:
+		c = &GCStats{}
+	case CmdGCNodeDone:
+		c = &GCNodeDone{}
 	default:
 		if data[2]&flagIgnorable != 0 {
 			return nil, nil

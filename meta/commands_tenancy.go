@@ -52,9 +52,11 @@ type PutWorkspace struct {
 	Time        time.Time  `json:"time"`
 }
 
-// DeleteWorkspace removes a workspace that holds no repository.
+// DeleteWorkspace moves a workspace, with every repository in it, to the trash
+// (trash.go); By is who deleted it.
 type DeleteWorkspace struct {
 	Name string    `json:"name"`
+	By   string    `json:"by,omitempty"`
 	Time time.Time `json:"time"`
 }
 

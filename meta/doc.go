@@ -28,6 +28,8 @@
 //	pw/<project>\x00<workspace>       -> empty                      reverse index: a project's workspaces
 //	o/<project>\x00<robot>            -> Robot                      robot accounts
 //	k/<key id>                        -> SigningKey                 token signing keys
+//	a/<time hex>-<node>-<seq>         -> AuditEvent                 audit log in time order (audit.go)
+//	ac/count                          -> uint64 big-endian          number of audit events (the count cap)
 //
 // Keys of this package begin with a byte >= 0x61 ('a'); the bytes below 0x20 are
 // reserved for the store that hosts the state (the FSM's applied index, the Raft log).

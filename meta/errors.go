@@ -31,6 +31,8 @@ var domainCodes = map[string]error{
 	"exists":                ErrExists,
 	"conflict":              ErrConflict,
 	"invalid":               ErrInvalid,
+	"trash_unknown":         ErrTrashUnknown,
+	"gc_run_unknown":        ErrGCRunUnknown,
 }
 
 // ErrorCode returns the transport code of a domain error, or "" for any other error.

@@ -20,6 +20,9 @@ type Blob struct {
 	Digest  Digest    `json:"-"`
 	Size    int64     `json:"size"`
 	Created time.Time `json:"created"`
+	// Pushed is the last time a push or a mount recorded the blob (into any
+	// repository); garbage collection's grace period counts from it.
+	Pushed time.Time `json:"pushed,omitzero"`
 }
 
 type linkRecord struct {
@@ -37,6 +40,7 @@ type ManifestInfo struct {
 	Blobs        []Digest          `json:"blobs,omitempty"`     // config and layers that must be linked
 	Manifests    []Digest          `json:"manifests,omitempty"` // children of an index
 	Created      time.Time         `json:"created"`
+	Pushed       time.Time         `json:"pushed,omitzero"` // the last push (Created is the first)
 }
 
 // Tag points a name at a manifest digest.

@@ -83,14 +83,15 @@ func TestTenancyModel(t *testing.T) {
 	if _, err := GetMember(txn, "team-b", "alice"); !errors.Is(err, ErrMemberUnknown) {
 		t.Fatalf("membership after user delete: %v", err)
 	}
-	// A workspace with repositories cannot be deleted; an empty one can.
+	// Deleting a workspace is a soft delete (trash_test.go has the details);
+	// its name is not free again while it is in the trash.
 	applyAll(t, txn, &PutBlob{Repo: "apps/web", Digest: dg("l"), Size: 1, Time: t0})
-	wantErr(t, txn, &DeleteWorkspace{Name: "apps"}, ErrConflict)
 	applyAll(t, txn, &PutWorkspace{Name: "empty", Project: "team-a", Visibility: Private, Create: true, Time: t0},
 		&DeleteWorkspace{Name: "empty"})
 	if _, err := GetWorkspace(txn, "empty"); !errors.Is(err, ErrWorkspaceUnknown) {
 		t.Fatalf("deleted workspace: %v", err)
 	}
+	wantErr(t, txn, &PutWorkspace{Name: "empty", Project: "team-b", Visibility: Private, Create: true, Time: t0}, ErrConflict)
 	applyAll(t, txn, &SetRepoDescription{Repo: "apps/web", Description: "the web app"})
 	if r, _ := GetRepository(txn, "apps/web"); r.Description != "the web app" {
 		t.Fatalf("description: got %q", r.Description)

@@ -63,6 +63,43 @@ type Config struct {
 	RaftSnapshotThreshold uint64        `yaml:"raft_snapshot_threshold"`
 	RaftSnapshotInterval  time.Duration `yaml:"raft_snapshot_interval"`
 	RaftTrailingLogs      uint64        `yaml:"raft_trailing_logs"`
+
+	// Garbage collection (gc.go). GCGracePeriod protects blobs pushed or
+	// mounted more recently (it must outlast any upload: a blob uploaded but
+	// not yet named by a manifest is garbage to the mark); GCDeletedRetention
+	// keeps deleted items restorable (0: reclaimed at the next run);
+	// GCSchedule starts a run that often (0: only on request);
+	// GCDeleteUntagged makes runs reclaim untagged manifests nothing reaches.
+	GCGracePeriod      time.Duration `yaml:"gc_grace_period"`
+	GCDeletedRetention time.Duration `yaml:"gc_deleted_retention"`
+	GCSchedule         time.Duration `yaml:"gc_schedule"`
+	GCDeleteUntagged   bool          `yaml:"gc_delete_untagged"`
+
+	// Clock, when set, replaces time.Now for the times the node stamps into
+	// metadata (pushes, deletes, GC's now): tests skew it to age records.
+	Clock func() time.Time `yaml:"-"`
+
+	// TLS (tls.go). TLSCert and TLSKey make Listen HTTPS, reloaded when the
+	// files change; ListenPlain adds a plain-HTTP listener where the operator
+	// wants one. ClusterCA, ClusterCert and ClusterKey (PEM files) turn on
+	// mutual TLS between nodes: Raft, replication and the internal API.
+	TLSCert           string        `yaml:"tls_cert"`
+	TLSKey            string        `yaml:"tls_key"`
+	ListenPlain       string        `yaml:"listen_plain"`
+	TLSReloadInterval time.Duration `yaml:"tls_reload_interval"` // how often certificate files are checked (default 5s)
+	ClusterCA         string        `yaml:"cluster_ca"`
+	ClusterCert       string        `yaml:"cluster_cert"`
+	ClusterKey        string        `yaml:"cluster_key"`
+
+	// Audit log retention (audit.go): the newest AuditKeep events younger
+	// than AuditMaxAge are kept.
+	AuditKeep   int           `yaml:"audit_keep"`
+	AuditMaxAge time.Duration `yaml:"audit_max_age"`
+
+	// Archive imports (POST /api/v1/workspaces/:workspace/import): caps on an
+	// archive's decompressed size and number of entries (0: 64 GiB, 100,000).
+	ImportMaxBytes   int64 `yaml:"import_max_bytes"`
+	ImportMaxEntries int   `yaml:"import_max_entries"`
 }
 
 // clustered reports whether the node gossips with others.
@@ -82,6 +119,12 @@ func Defaults() Config {
 		DeadNodeTimeout:   30 * time.Minute,
 		MinReplicas:       2,
 		ReplicateInterval: 10 * time.Second,
+		AuditKeep:         1_000_000,
+		AuditMaxAge:       90 * 24 * time.Hour,
+
+		// Garbage collection.
+		GCGracePeriod:      time.Hour,
+		GCDeletedRetention: 24 * time.Hour,
 	}
 }
 
@@ -132,6 +175,15 @@ func (c *Config) Validate() error {
 		}
 	} else if len(c.Join) > 0 {
 		return errors.New("node: --join needs --gossip-listen")
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
+	if c.AuditKeep < 0 || c.AuditMaxAge < 0 {
+		return errors.New("node: audit_keep and audit_max_age must not be negative")
+	}
+	if c.GCGracePeriod < 0 || c.GCDeletedRetention < 0 || c.GCSchedule < 0 {
+		return errors.New("node: gc grace period, deleted retention and schedule must not be negative")
 	}
 	if c.MinReplicas < 1 || c.Replicas < 0 || c.MaxVoters < 1 || c.ReplicateInterval <= 0 || c.DeadNodeTimeout <= 0 {
 		return errors.New("node: min_replicas and max_voters must be at least 1, replicas at least 0, intervals positive")

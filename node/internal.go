@@ -33,6 +33,11 @@ import (
 //	GET  /internal/v1/state-digest     this node's applied index and a digest of its metadata
 //	PUT  /internal/v1/blobs/<digest>   store a replica of a blob (verified while it streams)
 //	GET  /internal/v1/blobs/<digest>   read this node's copy of a blob
+//	GET  /internal/v1/local-status     this node's own figures for the cluster status (status.go)
+//	POST /internal/v1/remove-server    body {"id": NODE}; the leader removes it from Raft (status.go)
+//	POST /internal/v1/gc/begin?run=ID  a garbage collection run began (gc.go)
+//	GET  /internal/v1/gc/touched?run=ID&index=N  once index is applied: digests touched since (gc.go)
+//	POST /internal/v1/fsck?repair=1     check (and repair) this node's blob files (fsck.go)
 const internalPrefix = "/internal/v1/"
 
 // maxCommandBytes bounds a forwarded command: a 4 MiB manifest, JSON-encoded.
@@ -46,6 +51,9 @@ func internalToken(key []byte) string {
 }
 
 func (n *Node) internalAuthorized(r *http.Request) bool {
+	if n.tls.mutual() && !peerVerified(r) {
+		return false // with mutual TLS, also a client certificate of the cluster CA (tls.go)
+	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Berth-Cluster ")
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(n.internalToken)) == 1
 }
@@ -75,6 +83,16 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeInternalJSON(w, map[string]any{"node": n.cfg.NodeID, "index": index, "digest": hex.EncodeToString(sum[:])})
+	case path == "local-status" && r.Method == http.MethodGet:
+		n.status.serveLocalStatus(w, r)
+	case path == "remove-server" && r.Method == http.MethodPost:
+		n.status.serveRemoveServer(w, r)
+	case path == "gc/begin" && r.Method == http.MethodPost:
+		n.serveGCBegin(w, r)
+	case path == "gc/touched" && r.Method == http.MethodGet:
+		n.serveGCTouched(w, r)
+	case path == "fsck" && r.Method == http.MethodPost:
+		n.serveFsck(w, r)
 	case strings.HasPrefix(path, "blobs/") && (r.Method == http.MethodPut || r.Method == http.MethodGet || r.Method == http.MethodHead):
 		d, err := meta.ParseDigest(strings.TrimPrefix(path, "blobs/"))
 		if err != nil {
@@ -107,6 +125,14 @@ func (n *Node) servePropose(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	// A garbage collection sweep pauses writes: wait for it (gc.go).
+	release, err := n.gc.admit(r.Context())
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	defer release()
 	resp, index, err := n.cluster.Propose(r.Context(), data)
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
@@ -142,6 +168,7 @@ func writeInternalJSON(w http.ResponseWriter, v any) {
 // serveReceiveBlob stores a replica pushed by a peer; the store verifies the
 // digest while the bytes stream in, so a corrupt copy is never kept.
 func (n *Node) serveReceiveBlob(w http.ResponseWriter, r *http.Request, d digest.Digest) {
+	n.gc.touch(r.Context(), d) // a replica of a push racing a file delete keeps its file
 	if size, err := n.blobs.Stat(d); err == nil {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("X-Berth-Size", strconv.FormatInt(size, 10))
@@ -169,12 +196,13 @@ func (n *Node) serveLocalBlob(w http.ResponseWriter, r *http.Request, d digest.D
 
 // peerClient calls other nodes' internal API.
 type peerClient struct {
-	http  *http.Client
-	token string
+	http   *http.Client
+	token  string
+	scheme string // "https" with mutual TLS (tls.go), else "http"
 }
 
 func (c *peerClient) do(ctx context.Context, method, addr, path string, body io.Reader, size int64) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+internalPrefix+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.scheme+"://"+addr+internalPrefix+path, body)
 	if err != nil {
 		return nil, err
 	}

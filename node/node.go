@@ -43,8 +43,12 @@ type Node struct {
 	api     *api.Server
 	http    *http.Server
 	metrics *nodeMetrics
+	status  *nodeStatus // cluster status, node removal, disk and blob gauges
 	peers   *peerClient
 	fetches fetchGroup
+	tls     *tlsState // certificates (tls.go)
+	audit   *auditLog // batches audit events into Raft (audit.go)
+	gc      *gcState  // garbage collection: write gate, touched blobs, coordinator (gc.go)
 
 	// internalToken is the node-to-node credential (from the cluster key; a
 	// random one for a single node, whose internal API nobody else calls).
@@ -59,6 +63,7 @@ type Node struct {
 	bgDone   chan struct{}
 	bgWG     sync.WaitGroup // the reconciler and the replicator
 	draining atomic.Bool
+	readyz   diskCheck // the data disk probe of /readyz (ready.go)
 	serveErr chan error
 }
 
@@ -75,10 +80,19 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
 	n := &Node{cfg: cfg, clock: time.Now, log: logger, reg: prometheus.NewRegistry()}
+	if cfg.Clock != nil {
+		n.clock = cfg.Clock
+	}
 	n.fetches.inflight = map[digest.Digest]*fetchCall{}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var err error
 	if n.metrics, err = newNodeMetrics(n.reg); err != nil {
+		return nil, err
+	}
+	if n.status, err = newNodeStatus(n, n.reg); err != nil {
+		return nil, err
+	}
+	if n.gc, err = newGCState(n, n.reg); err != nil {
 		return nil, err
 	}
 	if cfg.clustered() {
@@ -89,10 +103,14 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		n.clusterKey = make([]byte, 32)
 		_, _ = rand.Read(n.clusterKey)
 	}
+	if n.tls, err = newTLSState(cfg, n.clock, logger.With("component", "tls"), n.reg); err != nil {
+		return nil, err
+	}
 	n.internalToken = internalToken(n.clusterKey)
 	n.peers = &peerClient{http: &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: time.Minute,
-	}}, token: n.internalToken}
+		TLSClientConfig: n.tls.peerClientConfig(),
+	}}, token: n.internalToken, scheme: n.tls.peerScheme()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -109,6 +127,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	// Only a node that joins nobody bootstraps; the others wait for the leader
 	// to add them. A node with Raft state ignores Bootstrap and rejoins.
+	raftServerTLS, raftClientTLS := n.tls.raftConfigs()
 	n.cluster, err = cluster.New(cluster.Config{
 		NodeID:     cfg.NodeID,
 		DataDir:    cfg.DataDir,
@@ -119,6 +138,8 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		SnapshotThreshold: cfg.RaftSnapshotThreshold,
 		SnapshotInterval:  cfg.RaftSnapshotInterval,
 		TrailingLogs:      cfg.RaftTrailingLogs,
+
+		ServerTLS: raftServerTLS, ClientTLS: raftClientTLS,
 	}, n.fsm, db, logger.With("component", "raft"), n.reg)
 	if err != nil {
 		return nil, err
@@ -130,6 +151,9 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		Registerer: n.reg,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if n.audit, err = newAuditLog(cfg, n.Propose, logger.With("component", "audit"), n.reg); err != nil {
 		return nil, err
 	}
 	var apiCluster api.Cluster // nil for a single node: no peers, no stale reads
@@ -145,11 +169,18 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		TokenTTL:      cfg.TokenTTL,
 		AnonymousPull: cfg.AnonymousPull,
 		ExternalURL:   cfg.ExternalURL,
+		Import:        api.ImportLimits{MaxBytes: cfg.ImportMaxBytes, MaxEntries: cfg.ImportMaxEntries},
+		PeerTLS:       n.tls.peerClientConfig(),
 	}, api.Deps{
 		Cluster:  apiCluster,
 		Meta:     n.fsm.Reader(),
 		Proposer: proposer{n},
 		Blobs:    blobsAdapter{n},
+
+		ClusterAdmin: n.status,
+		Audit:        n.audit,
+		Backup:       backupServer{n},
+		Fsck:         n,
 	})
 	if err != nil {
 		return nil, err
@@ -173,6 +204,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		TLSConfig:         n.tls.serverConfig(), // nil: plain HTTP
 	}
 	ok = true
 	return n, nil
@@ -207,15 +239,25 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	plain, err := n.listenPlain()
+	if err != nil {
+		return err
+	}
 	ok = true
 	n.mu.Lock()
 	n.ln = ln
 	n.stopBG = stop
 	n.bgDone = make(chan struct{})
-	n.serveErr = make(chan error, 1)
+	n.serveErr = make(chan error, 2) // the HTTPS and the plain listener
 	n.mu.Unlock()
 	go n.background(bgctx)
-	go func() { n.serveErr <- n.http.Serve(ln) }()
+	go n.audit.run(bgctx)
+	n.bgWG.Add(1)
+	go func() {
+		defer n.bgWG.Done()
+		n.gcLoop(bgctx)
+	}()
+	go n.serve(ln, plain)
 	if n.gossip != nil {
 		n.bgWG.Add(2)
 		go func() {
@@ -265,16 +307,6 @@ func (n *Node) background(ctx context.Context) {
 	}
 }
 
-func (n *Node) ready() error {
-	if _, id := n.cluster.Leader(); id == "" {
-		return errors.New("no raft leader")
-	}
-	if n.draining.Load() {
-		return errors.New("draining")
-	}
-	return nil
-}
-
 // Shutdown stops taking requests, lets in-flight ones finish (bounded by ctx),
 // then stops Raft and closes the stores. It is idempotent.
 func (n *Node) Shutdown(ctx context.Context) error {
@@ -298,6 +330,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			n.http.Close()
 		}
+		n.audit.stop(ctx) // the events of the requests that just finished
 		if n.gossip != nil {
 			if err := n.cluster.TransferLeadership(ctx); err != nil {
 				n.log.Warn("drain: leadership transfer", "err", err)
@@ -359,6 +392,12 @@ func (n *Node) Propose(ctx context.Context, c meta.Command) error {
 	if err != nil {
 		return err
 	}
+	// A garbage collection sweep pauses writes: wait for it (gc.go).
+	release, err := n.gc.admit(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if n.gossip != nil && !n.cluster.IsLeader() {
 		n.metrics.forwarded.Inc()
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -393,12 +432,24 @@ func (n *Node) placeNewBlob(ctx context.Context, pb *meta.PutBlob) ([]string, er
 }
 
 // blobsAdapter adapts the node's blob store to api.Blobs; a blob the cluster
-// has and this node lacks is fetched from the nearest holder on Open.
+// has and this node lacks is fetched from the nearest holder on Open. Every
+// check (Stat: a mount), read (Open), and write (Put, Commit) of a digest
+// touches it first, for garbage collection (gc.go).
 type blobsAdapter struct{ n *Node }
 
-func (b blobsAdapter) Stat(d digest.Digest) (int64, error)    { return b.n.blobs.Stat(d) }
-func (b blobsAdapter) Open(d digest.Digest) (*os.File, error) { return b.n.openBlob(d) }
+var _ api.BlobToucher = blobsAdapter{}
+
+func (b blobsAdapter) Touch(ctx context.Context, d digest.Digest) { b.n.gc.touch(ctx, d) }
+func (b blobsAdapter) Stat(d digest.Digest) (int64, error) {
+	b.n.gc.touch(context.Background(), d)
+	return b.n.blobs.Stat(d)
+}
+func (b blobsAdapter) Open(d digest.Digest) (*os.File, error) {
+	b.n.gc.touch(context.Background(), d)
+	return b.n.openBlob(d)
+}
 func (b blobsAdapter) Put(ctx context.Context, r io.Reader, d digest.Digest) (int64, error) {
+	b.n.gc.touch(ctx, d)
 	return b.n.blobs.Put(ctx, r, d)
 }
 func (b blobsAdapter) NewUpload(id string, algs ...digest.Algorithm) (api.Upload, error) {
@@ -406,14 +457,25 @@ func (b blobsAdapter) NewUpload(id string, algs ...digest.Algorithm) (api.Upload
 	if err != nil {
 		return nil, err
 	}
-	return u, nil
+	return touchingUpload{u, b.n}, nil
 }
 func (b blobsAdapter) Upload(id string) (api.Upload, error) {
 	u, err := b.n.blobs.Upload(id)
 	if err != nil {
 		return nil, err
 	}
-	return u, nil
+	return touchingUpload{u, b.n}, nil
+}
+
+// touchingUpload is an upload session whose Commit touches its digest first.
+type touchingUpload struct {
+	*blobstore.Upload
+	n *Node
+}
+
+func (u touchingUpload) Commit(ctx context.Context, expected digest.Digest, expectedSize int64) (int64, error) {
+	u.n.gc.touch(ctx, expected)
+	return u.Upload.Commit(ctx, expected, expectedSize)
 }
 
 // pebbleLogger sends Pebble's log lines to slog.

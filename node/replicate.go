@@ -245,14 +245,49 @@ func (n *Node) replicatePass(ctx context.Context) {
 	for _, p := range n.livePeers() {
 		live = append(live, p.ID)
 	}
+	// The leader also forgets the copies of nodes that are neither in the
+	// Raft configuration nor alive (removed after the dead-node timeout or by
+	// an admin), so reads never go looking for them.
+	known := map[string]bool{}
+	leader := n.cluster.IsLeader()
+	if leader {
+		servers, err := n.cluster.Servers()
+		if err != nil {
+			leader = false
+		}
+		for _, sv := range servers {
+			known[sv.ID] = true
+		}
+		for _, id := range live {
+			known[id] = true
+		}
+	}
+	state := n.fsm.Reader()
 	backlog := 0
 	var missing []digest.Digest
-	err := meta.ScanBlobs(n.fsm.Reader(), "", func(b *meta.Blob) error {
+	var changes []*meta.SetBlobLocation
+	err := meta.ScanBlobs(state, "", func(b *meta.Blob) error {
 		d := digest.Digest(b.Digest)
-		if !n.shouldHold(d, live) {
-			return nil
+		holders, err := meta.BlobLocations(state, b.Digest)
+		if err != nil {
+			return err
 		}
-		if _, err := n.blobs.Stat(d); errors.Is(err, blobstore.ErrBlobUnknown) {
+		recorded := false
+		for _, h := range holders {
+			if h == n.cfg.NodeID {
+				recorded = true
+			} else if leader && !known[h] {
+				changes = append(changes, &meta.SetBlobLocation{Digest: b.Digest, Node: h, Remove: true})
+			}
+		}
+		_, serr := n.blobs.Stat(d)
+		switch {
+		case serr == nil && !recorded:
+			// A verified copy that the metadata does not list (a node that
+			// restarted after it was removed, or a fetch whose record was
+			// lost): adopt it.
+			changes = append(changes, &meta.SetBlobLocation{Digest: b.Digest, Node: n.cfg.NodeID})
+		case errors.Is(serr, blobstore.ErrBlobUnknown) && n.shouldHold(d, live):
 			backlog++
 			missing = append(missing, d)
 		}
@@ -261,6 +296,13 @@ func (n *Node) replicatePass(ctx context.Context) {
 	if err != nil {
 		n.log.Warn("replicator: scan", "err", err)
 		return
+	}
+	for _, c := range changes {
+		c.Time = n.clock()
+		if err := n.Propose(ctx, c); err != nil {
+			n.log.Debug("replicator: record location", "digest", c.Digest, "node", c.Node, "err", err)
+			break
+		}
 	}
 	n.metrics.backlog.Set(float64(backlog))
 	for _, d := range missing {

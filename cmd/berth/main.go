@@ -22,10 +22,14 @@ const usage = `usage: berth <command> [flags]
 
 commands:
   serve     run a registry node (berth serve -h for its flags)
-  cluster   cluster key generation (berth cluster keygen FILE)
+  cluster   cluster key generation and node removal (berth cluster keygen FILE | remove NODE_ID)
+  status    the cluster's nodes, leader, indexes, disk use and backlog (berth status [--server URL] [--json])
+  backup    write a backup of a running cluster into a directory (berth backup DIR [--server URL])
+  restore   seed a new node's data dir from a backup (berth restore DIR --data-dir D --node-id ID)
+  import    upload a docker save / OCI archive into a workspace (berth import FILE --to WS[/REPO[:TAG]])
   version   print the version
 
-` + adminUsage
+` + adminUsage + "\n" + gcUsage
 
 var version = "dev"
 
@@ -43,6 +47,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "cluster":
 		return clusterCmd(args[1:], stdout, stderr)
+	case "status":
+		env := &adminEnv{stdin: os.Stdin, stdout: stdout, stderr: stderr}
+		return runCommand("status", env, func() error { return cmdStatus(args[1:], env) })
+	case "backup":
+		return runBackup(args[1:], &adminEnv{stdin: os.Stdin, stdout: stdout, stderr: stderr})
+	case "restore":
+		return runRestore(args[1:], &adminEnv{stdin: os.Stdin, stdout: stdout, stderr: stderr})
+	case "import":
+		return runImport(args[1:], &adminEnv{stdin: os.Stdin, stdout: stdout, stderr: stderr})
+	case "gc", "fsck", "trash", "delete":
+		return runGCAdmin(args[0], args[1:], &adminEnv{stdin: os.Stdin, stdout: stdout, stderr: stderr})
 	case "version":
 		fmt.Fprintln(stdout, "berth", version)
 		return 0
@@ -116,6 +131,25 @@ func serveConfig(args []string, stderr io.Writer) (node.Config, error) {
 	fs.DurationVar(&cfg.RaftSnapshotInterval, "raft-snapshot-interval", cfg.RaftSnapshotInterval, "how often Raft checks the snapshot threshold (0: 2m)")
 	fs.Uint64Var(&cfg.RaftTrailingLogs, "raft-trailing-logs", cfg.RaftTrailingLogs, "log entries kept behind a snapshot (0: 10240)")
 	fs.DurationVar(&cfg.ReplicateInterval, "replicate-interval", cfg.ReplicateInterval, "how often the replicator looks for missing copies")
+	// Garbage collection.
+	fs.DurationVar(&cfg.GCGracePeriod, "gc-grace-period", cfg.GCGracePeriod, "blobs pushed or mounted more recently are never collected (must outlast any upload)")
+	fs.DurationVar(&cfg.GCDeletedRetention, "gc-deleted-retention", cfg.GCDeletedRetention, "deleted items stay restorable this long (0: reclaimed at the next GC)")
+	fs.DurationVar(&cfg.GCSchedule, "gc-schedule", cfg.GCSchedule, "start a garbage collection run this often (0: only when asked for)")
+	fs.BoolVar(&cfg.GCDeleteUntagged, "gc-delete-untagged", cfg.GCDeleteUntagged, "garbage collection reclaims untagged manifests nothing reaches (a run may ask otherwise)")
+	// Archive imports.
+	fs.Int64Var(&cfg.ImportMaxBytes, "import-max-bytes", cfg.ImportMaxBytes, "cap on an imported archive's decompressed size in bytes (0: 64 GiB)")
+	fs.IntVar(&cfg.ImportMaxEntries, "import-max-entries", cfg.ImportMaxEntries, "cap on an imported archive's number of tar entries (0: 100000)")
+	// TLS.
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (chain) for HTTPS on --listen; reloaded when the file changes")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert")
+	fs.StringVar(&cfg.ListenPlain, "listen-plain", cfg.ListenPlain, "also serve plain HTTP on this address (with --tls-cert; empty: none)")
+	fs.DurationVar(&cfg.TLSReloadInterval, "tls-reload-interval", cfg.TLSReloadInterval, "how often certificate files are checked for changes (0: 5s)")
+	fs.StringVar(&cfg.ClusterCA, "cluster-ca", cfg.ClusterCA, "PEM CA certificate of the cluster: mutual TLS for Raft, replication and internal calls")
+	fs.StringVar(&cfg.ClusterCert, "cluster-cert", cfg.ClusterCert, "this node's PEM certificate from the cluster CA (server and client auth)")
+	fs.StringVar(&cfg.ClusterKey, "cluster-key", cfg.ClusterKey, "PEM private key of --cluster-cert")
+	// Audit log.
+	fs.IntVar(&cfg.AuditKeep, "audit-keep", cfg.AuditKeep, "audit events kept (the oldest beyond are dropped)")
+	fs.DurationVar(&cfg.AuditMaxAge, "audit-max-age", cfg.AuditMaxAge, "audit events older than this are dropped")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

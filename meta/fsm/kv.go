@@ -60,3 +60,25 @@ func scan(it *pebble.Iterator, fn func(k, v []byte) error) error {
 	}
 	return err
 }
+
+// ScanReverse implements meta.ReverseScanner: the newest audit events are read
+// first without reading the older ones.
+func (r dbReader) ScanReverse(start, end []byte, fn func(k, v []byte) error) error {
+	it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
+	if err != nil {
+		return err
+	}
+	for it.Last(); it.Valid(); it.Prev() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	err = it.Error()
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+var _ meta.ReverseScanner = dbReader{}
