@@ -160,8 +160,8 @@ func (s *Server) auditEnd(r *http.Request, n *auditNote, status int, h http.Head
 	case n.login && r.Method == http.MethodPost:
 		user = clip(r.PostForm.Get("username"))
 	}
-	if status == http.StatusUnauthorized && user == "" && !n.login {
-		return // an anonymous attempt answered with a challenge
+	if status == http.StatusUnauthorized && user == "" && !n.login || n.login && user == "" {
+		return // an anonymous attempt answered with a challenge, or a login without a name
 	}
 	if n.v2Push && status < 400 {
 		n.digest = meta.Digest(h.Get("Docker-Content-Digest"))

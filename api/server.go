@@ -215,6 +215,8 @@ func routeLabel(r *http.Request) string {
 		return "token"
 	case strings.HasPrefix(p, "/api/v1/"):
 		return "api"
+	case p == "/" || strings.HasPrefix(p, "/console/"):
+		return "console"
 	}
 	if len(p) < 4 || p[:4] != "/v2/" {
 		return "other"

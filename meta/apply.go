@@ -27,11 +27,11 @@ func Apply(txn Txn, index uint64, data []byte) any {
 	case *PutManifest:
 		return errOrNil(applyPutManifest(txn, index, c))
 	case *DeleteManifest:
-		return errOrNil(applyDeleteManifest(txn, c))
+		return errOrNil(applyDeleteManifest(txn, index, c))
 	case *DeleteTag:
-		return errOrNil(applyDeleteTag(txn, c))
+		return errOrNil(applyDeleteTag(txn, index, c))
 	case *UnlinkBlob:
-		return errOrNil(applyUnlinkBlob(txn, c))
+		return errOrNil(applyUnlinkBlob(txn, index, c))
 	case *PutUser:
 		return errOrNil(applyPutUser(txn, c))
 	case *DeleteUser:
@@ -45,7 +45,7 @@ func Apply(txn Txn, index uint64, data []byte) any {
 	case *PutWorkspace:
 		return errOrNil(applyPutWorkspace(txn, c))
 	case *DeleteWorkspace:
-		return errOrNil(applyDeleteWorkspace(txn, c))
+		return errOrNil(applyDeleteWorkspace(txn, index, c))
 	case *PutRobot:
 		return errOrNil(applyPutRobot(txn, c))
 	case *DeleteRobot:
@@ -59,7 +59,7 @@ func Apply(txn Txn, index uint64, data []byte) any {
 	case *AppendAudit:
 		return errOrNil(applyAppendAudit(txn, c))
 	case *DeleteRepository:
-		return errOrNil(applyDeleteRepository(txn, c))
+		return errOrNil(applyDeleteRepository(txn, index, c))
 	case *Restore:
 		return errOrNil(applyRestore(txn, index, c))
 	case *GCStart:

@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -137,10 +139,70 @@ type ManifestRef struct {
 	Digest Digest `json:"d"`
 }
 
-// SweptBlob is a blob a sweep removed.
+// SweptManifest is an untagged manifest a sweep removes, with its subject (its
+// referrer entry goes with it).
+type SweptManifest struct {
+	Repo    string `json:"r"`
+	Digest  Digest `json:"d"`
+	Subject Digest `json:"s,omitempty"`
+}
+
+// SweptBlob is a blob a sweep removes: its size and the repositories it is
+// linked into, as the mark found them.
 type SweptBlob struct {
-	Digest Digest `json:"d"`
-	Size   int64  `json:"s"`
+	Digest Digest
+	Size   int64
+	Repos  []string
+}
+
+// SweptBlobs encodes as one JSON string of lines "<digest> <size>[ <repo>...]":
+// a sweep names tens of thousands of blobs, and decoding them as JSON objects
+// would cost a good part of the write pause.
+type SweptBlobs []SweptBlob
+
+// MarshalJSON implements json.Marshaler.
+func (bs SweptBlobs) MarshalJSON() ([]byte, error) {
+	var b strings.Builder
+	for _, x := range bs {
+		b.WriteString(string(x.Digest))
+		b.WriteByte(' ')
+		b.WriteString(strconv.FormatInt(x.Size, 10))
+		for _, r := range x.Repos {
+			b.WriteByte(' ')
+			b.WriteString(r)
+		}
+		b.WriteByte('\n')
+	}
+	return json.Marshal(b.String())
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (bs *SweptBlobs) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	out := make(SweptBlobs, 0, strings.Count(s, "\n"))
+	for line := range strings.SplitSeq(s, "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			return fmt.Errorf("swept blob line %q", line)
+		}
+		size, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return fmt.Errorf("swept blob line %q: %w", line, err)
+		}
+		x := SweptBlob{Digest: Digest(f[0]), Size: size}
+		if len(f) > 2 {
+			x.Repos = f[2:]
+		}
+		out = append(out, x)
+	}
+	*bs = out
+	return nil
 }
 
 // TrashRef names a trash item as the mark saw it: a later delete of the same
@@ -152,10 +214,14 @@ type TrashRef struct {
 	Deleted   time.Time `json:"t"`
 }
 
-// DirtyEntry is what one command made reachable again during a run.
+// DirtyEntry is what one command changed during a run that the run's sweep
+// must not take: blobs pushed, linked or restored; manifests pushed, tagged,
+// restored or moved to the trash (what they reach stays); trash items made,
+// merged into or restored.
 type DirtyEntry struct {
 	Blobs     []Digest      `json:"b,omitempty"`
 	Manifests []ManifestRef `json:"m,omitempty"`
+	Items     []TrashRef    `json:"i,omitempty"`
 }
 
 // GC commands.
@@ -188,18 +254,18 @@ type GCPause struct {
 // GCSweep removes what the mark found unreachable and ends the pause. It is
 // refused (ErrConflict) if a dirty entry after DirtyThrough exists.
 type GCSweep struct {
-	ID            string        `json:"id"`
-	Leader        string        `json:"leader"`
-	MarkIndex     uint64        `json:"markIndex"`
-	DirtyThrough  uint64        `json:"dirtyThrough"`
-	Blobs         []SweptBlob   `json:"blobs,omitempty"`
-	Manifests     []ManifestRef `json:"manifests,omitempty"`
-	Items         []TrashRef    `json:"items,omitempty"`
-	Candidates    GCCounts      `json:"candidates"`
-	Mark          time.Duration `json:"mark"`
-	Pause         time.Duration `json:"pause"` // up to the proposal; GCStats corrects it
-	ExpectedNodes []string      `json:"expectedNodes,omitempty"`
-	Time          time.Time     `json:"time"`
+	ID            string          `json:"id"`
+	Leader        string          `json:"leader"`
+	MarkIndex     uint64          `json:"markIndex"`
+	DirtyThrough  uint64          `json:"dirtyThrough"`
+	Blobs         SweptBlobs      `json:"blobs,omitempty"`
+	Manifests     []SweptManifest `json:"manifests,omitempty"`
+	Items         []TrashRef      `json:"items,omitempty"`
+	Candidates    GCCounts        `json:"candidates"`
+	Mark          time.Duration   `json:"mark"`
+	Pause         time.Duration   `json:"pause"` // up to the proposal; GCStats corrects it
+	ExpectedNodes []string        `json:"expectedNodes,omitempty"`
+	Time          time.Time       `json:"time"`
 }
 
 // GCFinish ends a run without a sweep: a dry run, nothing to reclaim, or a
@@ -322,9 +388,9 @@ func ListGCRuns(r Reader) ([]GCRun, error) {
 	return out, err
 }
 
-// SweptBlobs returns the blobs a run's sweep removed, for the nodes to delete
+// GetSweptBlobs returns the blobs a run's sweep removed, for the nodes to delete
 // their files; nil when the run swept nothing or its list was pruned.
-func SweptBlobs(r Reader, id string) ([]SweptBlob, error) {
+func GetSweptBlobs(r Reader, id string) (SweptBlobs, error) {
 	v, err := r.Get(gcSweptKey(id))
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
@@ -332,7 +398,7 @@ func SweptBlobs(r Reader, id string) ([]SweptBlob, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []SweptBlob
+	var out SweptBlobs
 	if err := json.Unmarshal(v, &out); err != nil {
 		return nil, fmt.Errorf("meta: corrupt swept list of %s: %w", id, err)
 	}
@@ -360,7 +426,7 @@ func ReadDirty(r Reader, after uint64) ([]DirtyEntry, uint64, error) {
 
 // noteDirty writes a dirty entry while a run is active.
 func noteDirty(txn Txn, index uint64, e *DirtyEntry) error {
-	if len(e.Blobs) == 0 && len(e.Manifests) == 0 {
+	if len(e.Blobs) == 0 && len(e.Manifests) == 0 && len(e.Items) == 0 {
 		return nil
 	}
 	ok, err := has(txn, gcActiveKey)
@@ -507,24 +573,21 @@ func applyGCSweep(txn Txn, c *GCSweep) error {
 	} else if last > c.DirtyThrough {
 		return fmt.Errorf("%w: gc run %s: state changed after the re-mark (entry %d)", ErrConflict, c.ID, last)
 	}
-	// Checks are done; from here on only writes.
+	// From here on only writes: the mark found every key on its snapshot,
+	// and nothing that changed those keys since is in the sweep (the dirty
+	// entries kept it out), so the sweep reads nothing. That keeps its apply,
+	// and with it the write pause, in milliseconds for tens of thousands of
+	// records.
 	var got GCCounts
 	for _, it := range c.Items {
-		item, err := getTrashItem(txn, it.Workspace, it.ID)
-		if errors.Is(err, ErrTrashUnknown) {
-			continue // restored, or reclaimed by another run
-		}
-		if err != nil {
+		if err := deleteRange(txn, payloadPrefix(it.Workspace, it.ID), prefixEnd(payloadPrefix(it.Workspace, it.ID))); err != nil {
 			return err
 		}
-		if !item.Deleted.Equal(it.Deleted) {
-			continue // deleted again since the mark: a new item
-		}
-		if err := dropTrashItem(txn, it.Workspace, it.ID); err != nil {
+		if err := txn.Delete(trashKey(it.Workspace, it.ID)); err != nil {
 			return err
 		}
 		got.TrashItems++
-		switch item.Kind {
+		switch it.Kind {
 		case TrashTag:
 			got.Tags++
 		case TrashManifest:
@@ -536,25 +599,36 @@ func applyGCSweep(txn Txn, c *GCSweep) error {
 		}
 	}
 	for _, m := range c.Manifests {
-		removed, err := removeManifest(txn, m)
-		if err != nil {
+		if m.Subject != "" {
+			if err := txn.Delete(referrerKey(m.Repo, m.Subject, m.Digest)); err != nil {
+				return err
+			}
+		}
+		if err := txn.Delete(manifestKey(m.Repo, m.Digest)); err != nil {
 			return err
 		}
-		if removed {
-			got.Manifests++
-		}
+		got.Manifests++
 	}
-	var swept []SweptBlob
-	for _, b := range c.Blobs {
-		size, removed, err := removeBlob(txn, b.Digest)
-		if err != nil {
+	swept := make(SweptBlobs, len(c.Blobs))
+	for i, b := range c.Blobs {
+		for _, repo := range b.Repos {
+			if err := txn.Delete(linkKey(repo, b.Digest)); err != nil {
+				return err
+			}
+			if err := txn.Delete(blobRepoKey(b.Digest, repo)); err != nil {
+				return err
+			}
+		}
+		// Locations change without a dirty entry (replication): all of them go.
+		if err := deleteRange(txn, blobNodePrefix(b.Digest), prefixEnd(blobNodePrefix(b.Digest))); err != nil {
 			return err
 		}
-		if removed {
-			got.Blobs++
-			got.Bytes += size
-			swept = append(swept, SweptBlob{Digest: b.Digest, Size: size})
+		if err := txn.Delete(blobKey(b.Digest)); err != nil {
+			return err
 		}
+		swept[i] = SweptBlob{Digest: b.Digest, Size: b.Size}
+		got.Blobs++
+		got.Bytes += b.Size
 	}
 	if len(swept) > 0 {
 		if err := txn.Set(gcSweptKey(c.ID), encodeJSON(swept)); err != nil {
@@ -567,60 +641,31 @@ func applyGCSweep(txn Txn, c *GCSweep) error {
 	return endRun(txn, run, GCDone, c.Time)
 }
 
-// removeManifest drops an untagged manifest that nothing reaches. One that got
-// a tag meanwhile stays (the dirty check makes that impossible; this is the
-// second guard).
-func removeManifest(txn Txn, m ManifestRef) (bool, error) {
-	info, _, err := getManifest(txn, m.Repo, m.Digest)
-	if errors.Is(err, ErrManifestUnknown) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if tags, err := TagsOf(txn, m.Repo, m.Digest); err != nil || len(tags) > 0 {
-		return false, err
-	}
-	if info.Subject != "" {
-		if err := txn.Delete(referrerKey(m.Repo, info.Subject, m.Digest)); err != nil {
-			return false, err
-		}
-	}
-	return true, txn.Delete(manifestKey(m.Repo, m.Digest))
+// RangeDeleter is a Txn that deletes a key range in one step (a Pebble range
+// tombstone) instead of key by key.
+type RangeDeleter interface {
+	DeleteRange(start, end []byte) error
 }
 
-// removeBlob drops a blob's record, its links into every repository and its
-// recorded locations.
-func removeBlob(txn Txn, d Digest) (int64, bool, error) {
-	b, err := GetBlob(txn, d)
-	if errors.Is(err, ErrBlobUnknown) {
-		return 0, false, nil
+// deleteRange deletes every key in [start, end).
+func deleteRange(txn Txn, start, end []byte) error {
+	if rd, ok := txn.(RangeDeleter); ok {
+		return rd.DeleteRange(start, end)
 	}
+	var keys [][]byte
+	err := txn.Scan(start, end, func(k, _ []byte) error {
+		keys = append(keys, bytes.Clone(k))
+		return nil
+	})
 	if err != nil {
-		return 0, false, err
+		return err
 	}
-	repos, err := ReposWithBlob(txn, d)
-	if err != nil {
-		return 0, false, err
-	}
-	for _, repo := range repos {
-		if err := txn.Delete(linkKey(repo, d)); err != nil {
-			return 0, false, err
-		}
-		if err := txn.Delete(blobRepoKey(d, repo)); err != nil {
-			return 0, false, err
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
 		}
 	}
-	nodes, err := BlobLocations(txn, d)
-	if err != nil {
-		return 0, false, err
-	}
-	for _, n := range nodes {
-		if err := txn.Delete(blobNodeKey(d, n)); err != nil {
-			return 0, false, err
-		}
-	}
-	return b.Size, true, txn.Delete(blobKey(d))
+	return nil
 }
 
 func applyGCFinish(txn Txn, c *GCFinish) error {
@@ -692,10 +737,10 @@ func applyGCNodeDone(txn Txn, c *GCNodeDone) error {
 // figures.
 type GCPlan struct {
 	Options   GCOptions
-	Blobs     []SweptBlob   // unreachable blobs past the grace period
-	Manifests []ManifestRef // untagged manifests nothing reaches (DeleteUntagged)
-	Items     []TrashRef    // trash items past the retention
-	Counts    GCCounts      // what the plan removes, by kind (trash items by their kind too)
+	Blobs     SweptBlobs      // unreachable blobs past the grace period
+	Manifests []SweptManifest // untagged manifests nothing reaches (DeleteUntagged)
+	Items     []TrashRef      // trash items past the retention
+	Counts    GCCounts        // what the plan removes, by kind (trash items by their kind too)
 
 	// Figures of the mark.
 	ScannedManifests, ScannedBlobs, Reachable int
@@ -836,9 +881,9 @@ func Mark(r Reader, opts GCOptions) (*GCPlan, error) {
 		w.walk(spaceRef{ref: ref}) // restoring the tag needs its manifest
 	}
 	if opts.DeleteUntagged {
-		for ref := range w.live {
+		for ref, n := range w.live {
 			if !w.seen[spaceRef{ref: ref}] && inScope(WorkspaceOf(ref.Repo)) {
-				plan.Manifests = append(plan.Manifests, ref)
+				plan.Manifests = append(plan.Manifests, SweptManifest{Repo: ref.Repo, Digest: ref.Digest, Subject: n.subject})
 			}
 		}
 		sort.Slice(plan.Manifests, func(i, j int) bool {
@@ -854,25 +899,32 @@ func Mark(r Reader, opts GCOptions) (*GCPlan, error) {
 		if w.blobs[b.Digest] || b.Created.After(graceCut) || b.Pushed.After(graceCut) {
 			return nil
 		}
-		if opts.Workspace != "" {
-			repos, err := ReposWithBlob(r, b.Digest)
-			if err != nil {
-				return err
-			}
-			if len(repos) == 0 {
-				return nil // nobody's: only an unscoped run takes it
-			}
-			for _, repo := range repos {
-				if !inScope(WorkspaceOf(repo)) {
-					return nil
-				}
-			}
-		}
 		plan.Blobs = append(plan.Blobs, SweptBlob{Digest: b.Digest, Size: b.Size})
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	// The repositories each candidate is linked into: the sweep deletes
+	// those links without reading them.
+	if err := blobRepos(r, plan.Blobs); err != nil {
+		return nil, err
+	}
+	if opts.Workspace != "" {
+		kept := plan.Blobs[:0]
+	blobs:
+		for _, b := range plan.Blobs {
+			if len(b.Repos) == 0 {
+				continue // nobody's: only an unscoped run takes it
+			}
+			for _, repo := range b.Repos {
+				if !inScope(WorkspaceOf(repo)) {
+					continue blobs
+				}
+			}
+			kept = append(kept, b)
+		}
+		plan.Blobs = kept
 	}
 	if len(plan.Blobs) > GCMaxSweepBlobs {
 		plan.Blobs, plan.Truncated = plan.Blobs[:GCMaxSweepBlobs], true
@@ -885,6 +937,33 @@ func Mark(r Reader, opts GCOptions) (*GCPlan, error) {
 	}
 	plan.count()
 	return plan, nil
+}
+
+// blobRepos fills in the repositories each blob is linked into: one scan of
+// the blob-to-repository index per blob for a few, one scan of the whole index
+// for many (an iterator per blob costs more than a pass over the table).
+func blobRepos(r Reader, blobs SweptBlobs) error {
+	if len(blobs) <= 256 {
+		for i := range blobs {
+			repos, err := ReposWithBlob(r, blobs[i].Digest)
+			if err != nil {
+				return err
+			}
+			blobs[i].Repos = repos
+		}
+		return nil
+	}
+	at := make(map[Digest]int, len(blobs))
+	for i, b := range blobs {
+		at[b.Digest] = i
+	}
+	return scanPrefix(r, []byte("bl/"), nil, func(k, _ []byte) error {
+		d, repo, _ := splitRepoKey(k, "bl/")
+		if i, ok := at[Digest(d)]; ok {
+			blobs[i].Repos = append(blobs[i].Repos, repo)
+		}
+		return nil
+	})
 }
 
 // count sets Counts from the plan's lists.
@@ -1039,6 +1118,7 @@ func Remark(r Reader, plan *GCPlan, dirty []DirtyEntry, touched []Digest) {
 	for _, d := range touched {
 		w.blobs[d] = true
 	}
+	items := map[TrashRef]bool{}
 	for _, e := range dirty {
 		for _, d := range e.Blobs {
 			w.blobs[d] = true
@@ -1046,10 +1126,20 @@ func Remark(r Reader, plan *GCPlan, dirty []DirtyEntry, touched []Digest) {
 		for _, m := range e.Manifests {
 			w.walk(spaceRef{ref: m})
 		}
+		for _, it := range e.Items {
+			items[TrashRef{Workspace: it.Workspace, ID: it.ID}] = true
+		}
 	}
-	if len(w.blobs) == 0 && len(w.seen) == 0 {
+	if len(w.blobs) == 0 && len(w.seen) == 0 && len(items) == 0 {
 		return
 	}
+	its := plan.Items[:0]
+	for _, it := range plan.Items {
+		if !items[TrashRef{Workspace: it.Workspace, ID: it.ID}] {
+			its = append(its, it)
+		}
+	}
+	plan.Items = its
 	blobs := plan.Blobs[:0]
 	for _, b := range plan.Blobs {
 		if !w.blobs[b.Digest] {
@@ -1059,7 +1149,7 @@ func Remark(r Reader, plan *GCPlan, dirty []DirtyEntry, touched []Digest) {
 	plan.Blobs = blobs
 	ms := plan.Manifests[:0]
 	for _, m := range plan.Manifests {
-		if !w.seen[spaceRef{ref: m}] {
+		if !w.seen[spaceRef{ref: ManifestRef{Repo: m.Repo, Digest: m.Digest}}] {
 			ms = append(ms, m)
 		}
 	}

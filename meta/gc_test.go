@@ -339,11 +339,14 @@ func TestGCSweepSkipsItemDeletedAgain(t *testing.T) {
 	if len(plan.Items) != 1 {
 		t.Fatalf("items: %+v", plan.Items)
 	}
-	// Restored and deleted again after the mark: a fresh item, not the old one.
+	// Restored and deleted again after the mark: a fresh item, not the old
+	// one; the dirty entries take it out of the plan.
+	mark := seq
 	applyOK(t, txn, &seq, &Restore{Workspace: "a", ID: TagItemID("a/app", "v1"), Time: now})
 	applyOK(t, txn, &seq, &DeleteTag{Repo: "a/app", Tag: "v1", Time: now})
 	applyOK(t, txn, &seq, &GCPause{ID: "gc-1", Leader: "n1", Time: now})
-	_, last, _ := ReadDirty(txn, 0)
+	dirty, last, _ := ReadDirty(txn, mark)
+	Remark(txn, plan, dirty, nil)
 	applyOK(t, txn, &seq, &GCSweep{ID: "gc-1", Leader: "n1", DirtyThrough: last, Items: plan.Items, Time: now})
 	if _, err := GetTrashItem(txn, "a", TagItemID("a/app", "v1")); err != nil {
 		t.Errorf("a delete made after the mark was reclaimed: %v", err)
@@ -377,5 +380,41 @@ func TestRemarkFollowsDeletedDirtyManifest(t *testing.T) {
 	}
 	if !errors.Is(func() error { _, err := GetRepository(txn, "a/x"); return err }(), ErrNameUnknown) {
 		t.Error("repository not deleted")
+	}
+}
+
+// TestGCSweepMany sweeps few and many records (the mark finds the links of
+// many candidates with one scan of the index): nothing dangles either way.
+func TestGCSweepMany(t *testing.T) {
+	for _, n := range []int{128, 512} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			txn := seededTxn(t)
+			seq := uint64(100)
+			now := t0.Add(time.Hour)
+			keep := pushImage(t, txn, "b/keep", 1, "v1", "kept layer")
+			for i := range n {
+				name := fmt.Sprintf("garbage %d", i)
+				applyOK(t, txn, &seq, &PutBlob{Repo: "a/x", Digest: dg(name), Size: 10, Nodes: []string{"n1", "n2"}, Time: t0})
+				applyOK(t, txn, &seq, &PutBlob{Repo: "b/y", Digest: dg(name), Size: 10, Time: t0})
+				pushImage(t, txn, "a/tagged", seq, fmt.Sprintf("t%d", i), "kept layer")
+				applyOK(t, txn, &seq, &DeleteTag{Repo: "a/tagged", Tag: fmt.Sprintf("t%d", i), Time: t0})
+			}
+			run := gcRun(t, txn, &seq, GCOptions{Now: now})
+			if run.Reclaimed.Blobs != n || run.Reclaimed.Tags != n || run.Reclaimed.Bytes != int64(10*n) {
+				t.Errorf("reclaimed %+v, want %d blobs and %d tags", run.Reclaimed, n, n)
+			}
+			checkNoDangling(t, txn)
+			for k := range txn.m {
+				if len(k) > 3 && k[:3] == "xp/" {
+					t.Errorf("payload left: %q", k)
+				}
+			}
+			if _, err := GetLinkedBlob(txn, "b/keep", dg("kept layer")); err != nil {
+				t.Errorf("kept layer: %v", err)
+			}
+			if _, _, err := GetManifest(txn, "b/keep", keep); err != nil {
+				t.Errorf("kept manifest: %v", err)
+			}
+		})
 	}
 }

@@ -108,8 +108,12 @@ func collect(r Reader, prefix []byte) ([]kv, error) {
 }
 
 // moveToTrash moves records into the payload of item ws/id. A moved link also
-// leaves the blob-to-repository index.
-func moveToTrash(txn Txn, ws, id string, recs []kv) error {
+// leaves the blob-to-repository index. While a GC run is active, the move is a
+// dirty entry: the item (its id may be a candidate of the run's sweep, a new
+// delete merges into it) and what it holds (manifests, links' blobs), which
+// must stay restorable.
+func moveToTrash(txn Txn, index uint64, ws, id string, recs []kv, also ...ManifestRef) error {
+	dirty := DirtyEntry{Items: []TrashRef{{Workspace: ws, ID: id}}, Manifests: also}
 	for _, r := range recs {
 		if err := txn.Set(payloadKey(ws, id, r.k), r.v); err != nil {
 			return err
@@ -121,9 +125,13 @@ func moveToTrash(txn Txn, ws, id string, recs []kv) error {
 			if err := txn.Delete(blobRepoKey(Digest(d), repo)); err != nil {
 				return err
 			}
+			dirty.Blobs = append(dirty.Blobs, Digest(d))
+		}
+		if repo, d, ok := splitRepoKey(r.k, "m/"); ok {
+			dirty.Manifests = append(dirty.Manifests, ManifestRef{Repo: repo, Digest: Digest(d)})
 		}
 	}
-	return nil
+	return noteDirty(txn, index, &dirty)
 }
 
 // splitRepoKey splits "<table><repo>\x00<rest>" into repo and rest.
@@ -191,7 +199,7 @@ func tagRecords(txn Txn, repo, tag string, d Digest) ([]kv, error) {
 	return []kv{{tagKey(repo, tag), v}, {tagIndexKey(repo, d, tag), nil}}, nil
 }
 
-func applyDeleteTag(txn Txn, c *DeleteTag) error {
+func applyDeleteTag(txn Txn, index uint64, c *DeleteTag) error {
 	t, err := GetTag(txn, c.Repo, c.Tag)
 	if err != nil {
 		return err
@@ -205,14 +213,14 @@ func applyDeleteTag(txn Txn, c *DeleteTag) error {
 	if err := dropTrashItem(txn, ws, id); err != nil {
 		return err
 	}
-	if err := moveToTrash(txn, ws, id, recs); err != nil {
+	if err := moveToTrash(txn, index, ws, id, recs, ManifestRef{Repo: c.Repo, Digest: t.Digest}); err != nil {
 		return err
 	}
 	return putTrashItem(txn, &TrashItem{ID: id, Kind: TrashTag, Workspace: ws, Repository: c.Repo, Tag: c.Tag,
 		Digest: t.Digest, DeletedBy: c.By, Deleted: c.Time})
 }
 
-func applyDeleteManifest(txn Txn, c *DeleteManifest) error {
+func applyDeleteManifest(txn Txn, index uint64, c *DeleteManifest) error {
 	info, _, err := getManifest(txn, c.Repo, c.Digest)
 	if err != nil {
 		return err
@@ -241,14 +249,14 @@ func applyDeleteManifest(txn Txn, c *DeleteManifest) error {
 		}
 	}
 	ws, id := WorkspaceOf(c.Repo), ManifestItemID(c.Repo, c.Digest)
-	if err := moveToTrash(txn, ws, id, recs); err != nil {
+	if err := moveToTrash(txn, index, ws, id, recs); err != nil {
 		return err
 	}
 	return putTrashItem(txn, &TrashItem{ID: id, Kind: TrashManifest, Workspace: ws, Repository: c.Repo,
 		Digest: c.Digest, Tags: tags, Size: info.Size, DeletedBy: c.By, Deleted: c.Time})
 }
 
-func applyUnlinkBlob(txn Txn, c *UnlinkBlob) error {
+func applyUnlinkBlob(txn Txn, index uint64, c *UnlinkBlob) error {
 	v, err := txn.Get(linkKey(c.Repo, c.Digest))
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%w: %s", ErrBlobUnknown, c.Digest)
@@ -261,7 +269,7 @@ func applyUnlinkBlob(txn Txn, c *UnlinkBlob) error {
 		size = b.Size
 	}
 	ws, id := WorkspaceOf(c.Repo), BlobItemID(c.Repo, c.Digest)
-	if err := moveToTrash(txn, ws, id, []kv{{linkKey(c.Repo, c.Digest), v}}); err != nil {
+	if err := moveToTrash(txn, index, ws, id, []kv{{linkKey(c.Repo, c.Digest), v}}); err != nil {
 		return err
 	}
 	return putTrashItem(txn, &TrashItem{ID: id, Kind: TrashBlob, Workspace: ws, Repository: c.Repo,
@@ -286,7 +294,7 @@ func repoRecords(r Reader, repo string) ([]kv, error) {
 	return out, nil
 }
 
-func applyDeleteRepository(txn Txn, c *DeleteRepository) error {
+func applyDeleteRepository(txn Txn, index uint64, c *DeleteRepository) error {
 	if _, err := GetRepository(txn, c.Repo); err != nil {
 		return err
 	}
@@ -295,7 +303,7 @@ func applyDeleteRepository(txn Txn, c *DeleteRepository) error {
 		return err
 	}
 	ws, id := WorkspaceOf(c.Repo), RepositoryItemID(c.Repo)
-	if err := moveToTrash(txn, ws, id, recs); err != nil {
+	if err := moveToTrash(txn, index, ws, id, recs); err != nil {
 		return err
 	}
 	return putTrashItem(txn, &TrashItem{ID: id, Kind: TrashRepository, Workspace: ws, Repository: c.Repo,
@@ -305,7 +313,7 @@ func applyDeleteRepository(txn Txn, c *DeleteRepository) error {
 // applyDeleteWorkspace moves a workspace, with every repository in it, to the
 // trash. Its own trash items stay where they are (x/<ws>\x00...), so they are
 // listed and restorable again once the workspace is restored.
-func applyDeleteWorkspace(txn Txn, c *DeleteWorkspace) error {
+func applyDeleteWorkspace(txn Txn, index uint64, c *DeleteWorkspace) error {
 	w, err := GetWorkspace(txn, c.Name)
 	if err != nil {
 		return err
@@ -327,7 +335,7 @@ func applyDeleteWorkspace(txn Txn, c *DeleteWorkspace) error {
 		recs = append(recs, rr...)
 	}
 	id := WorkspaceItemID(c.Name)
-	if err := moveToTrash(txn, c.Name, id, recs); err != nil {
+	if err := moveToTrash(txn, index, c.Name, id, recs); err != nil {
 		return err
 	}
 	return putTrashItem(txn, &TrashItem{ID: id, Kind: TrashWorkspace, Workspace: c.Name, Project: w.Project,
@@ -400,6 +408,7 @@ func applyRestore(txn Txn, index uint64, c *Restore) error {
 	if it.Kind == TrashBlob {
 		dirty.Blobs = append(dirty.Blobs, it.Digest)
 	}
+	dirty.Items = append(dirty.Items, TrashRef{Workspace: it.Workspace, ID: it.ID})
 	if err := dropTrashItem(txn, it.Workspace, it.ID); err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ const (
 // concurrent use; run and stop are called once each by the node.
 type auditLog struct {
 	node    string
+	clock   func() time.Time
 	propose func(ctx context.Context, c meta.Command) error
 	keep    int
 	maxAge  time.Duration
@@ -49,9 +50,9 @@ type auditLog struct {
 
 var _ api.Auditor = (*auditLog)(nil)
 
-func newAuditLog(cfg Config, propose func(context.Context, meta.Command) error, logger *slog.Logger, reg prometheus.Registerer) (*auditLog, error) {
+func newAuditLog(cfg Config, clock func() time.Time, propose func(context.Context, meta.Command) error, logger *slog.Logger, reg prometheus.Registerer) (*auditLog, error) {
 	a := &auditLog{
-		node: cfg.NodeID, propose: propose, keep: cfg.AuditKeep, maxAge: cfg.AuditMaxAge, log: logger,
+		node: cfg.NodeID, clock: clock, propose: propose, keep: cfg.AuditKeep, maxAge: cfg.AuditMaxAge, log: logger,
 		recorded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_audit_events_recorded_total", Help: "Audit events recorded by this node.",
 		}),
@@ -81,9 +82,23 @@ func newAuditLog(cfg Config, propose func(context.Context, meta.Command) error, 
 }
 
 // Record implements api.Auditor: it assigns the event its id and queues it.
+// Missing fields that AppendAudit requires are filled in, so that one careless
+// caller cannot get a whole batch refused.
 func (a *auditLog) Record(ev meta.AuditEvent) {
 	if ev.Node == "" {
 		ev.Node = a.node
+	}
+	if ev.Time.UnixNano() <= 0 {
+		ev.Time = a.clock().UTC()
+	}
+	if ev.Action == "" {
+		ev.Action = "unknown"
+	}
+	if ev.Outcome != meta.AuditSuccess && ev.Outcome != meta.AuditFailure {
+		ev.Outcome = meta.AuditSuccess
+		if ev.Status >= 400 {
+			ev.Outcome = meta.AuditFailure
+		}
 	}
 	a.mu.Lock()
 	a.seq++

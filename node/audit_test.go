@@ -2,12 +2,21 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berth-registry/berth/meta"
 )
 
 type auditItem struct {
@@ -209,4 +218,54 @@ func TestAuditLog(t *testing.T) {
 	}
 	dev := login(t, c.urls[2], "dev", "dev-password-123")
 	dev.expect(http.StatusForbidden, "DENIED", "GET", "/api/v1/audit", nil)
+}
+
+// The buffer proposes batches of at most auditBatch events, retries a failed
+// batch with the same ids, and fills in what a careless caller left out.
+func TestAuditLogBatches(t *testing.T) {
+	var mu sync.Mutex
+	var batches [][]meta.AuditEvent
+	fail := true
+	propose := func(_ context.Context, c meta.Command) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			fail = false
+			return errors.New("no leader")
+		}
+		batches = append(batches, c.(*meta.AppendAudit).Events)
+		return nil
+	}
+	cfg := Defaults()
+	a, err := newAuditLog(cfg, time.Now, propose, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range 250 {
+		a.Record(meta.AuditEvent{Time: now, Action: "login", Status: 200 + 300*(i%2), User: fmt.Sprint(i)})
+	}
+	a.Record(meta.AuditEvent{})   // nothing set
+	a.flush(context.Background()) // fails: kept
+	for a.flush(context.Background()) {
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total, ids := 0, map[string]bool{}
+	for _, b := range batches {
+		if len(b) > auditBatch {
+			t.Errorf("a batch of %d events", len(b))
+		}
+		for _, ev := range b {
+			total++
+			ids[ev.ID] = true
+			if ev.Node != cfg.NodeID || ev.Action == "" || ev.Time.IsZero() ||
+				ev.Outcome != map[bool]string{true: meta.AuditSuccess, false: meta.AuditFailure}[ev.Status < 400] {
+				t.Errorf("event %+v", ev)
+			}
+		}
+	}
+	if total != 251 || len(ids) != 251 || len(batches) != 3 {
+		t.Errorf("%d events in %d batches with %d ids, want 251 in 3", total, len(batches), len(ids))
+	}
 }

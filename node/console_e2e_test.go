@@ -3,10 +3,11 @@ package node
 // End-to-end test of the web console in a real headless browser (Debian's
 // chromium, driven with chromedp) against a real node: log in, create a
 // workspace, upload an image archive and watch the progress, see the tags and
-// their platforms, edit a description, delete a tag (and restore it from the
-// trash when the server has the trash API), run a dry-run garbage collection as
-// the cloud admin (when it has the GC API), read the push guide, the admin
-// pages and the cluster page, switch to Chinese, log out.
+// their platforms, edit a description, delete a tag and the image and restore
+// them from the trash, run a dry-run garbage collection as the cloud admin, read
+// the push guide, the admin pages and the cluster page, create a robot account,
+// switch to Chinese, log out. Steps whose API the server does not list in its
+// OpenAPI document (import, trash, GC) are logged as not tested.
 //
 // A screenshot of every page is written to $BERTH_ARTIFACTS/console (default
 // /tmp/berth-console-artifacts/console), which the test log names; t.TempDir
@@ -73,9 +74,9 @@ func consoleArtifacts(t *testing.T) string {
 	return dir
 }
 
-// writeDockerArchive writes a `docker save` archive (legacy layout) of one
+// writeConsoleArchive writes a `docker save` archive (legacy layout) of one
 // image named ref whose single layer holds layerSize random bytes.
-func writeDockerArchive(t *testing.T, path, ref string, layerSize int) {
+func writeConsoleArchive(t *testing.T, path, ref string, layerSize int) {
 	t.Helper()
 	content := make([]byte, layerSize)
 	_, _ = rand.Read(content)
@@ -168,7 +169,7 @@ func TestConsoleE2E(t *testing.T) {
 		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 		defer scancel()
 		if err := chromedp.Do(sctx, actions...); err != nil {
-			shot(t, ctx, artifacts, "failed-"+name)
+			consoleShot(t, ctx, artifacts, "failed-"+name)
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
@@ -185,7 +186,7 @@ func TestConsoleE2E(t *testing.T) {
 		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 		defer scancel()
 		if _, err := chromedp.Run(sctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
-			shot(t, ctx, artifacts, "failed-"+name)
+			consoleShot(t, ctx, artifacts, "failed-"+name)
 			t.Fatalf("%s: waiting for %s: %v", name, js, err)
 		}
 	}
@@ -194,7 +195,7 @@ func TestConsoleE2E(t *testing.T) {
 	page := func(name string) {
 		t.Helper()
 		n++
-		shot(t, ctx, artifacts, fmt.Sprintf("%02d-%s", n, name))
+		consoleShot(t, ctx, artifacts, fmt.Sprintf("%02d-%s", n, name))
 	}
 
 	// Log in.
@@ -231,7 +232,7 @@ func TestConsoleE2E(t *testing.T) {
 	repo := ws + "/hello"
 	if hasImport {
 		archive := filepath.Join(t.TempDir(), "hello.tar")
-		writeDockerArchive(t, archive, "example.com/team/hello:1.0", 8<<20)
+		writeConsoleArchive(t, archive, "example.com/team/hello:1.0", 8<<20)
 		step("upload page",
 			chromedp.Navigate(base+"/#/upload?ws="+ws),
 			chromedp.WaitReady(css(`#upload-ws option[value="`+ws+`"]`)))
@@ -259,7 +260,7 @@ func TestConsoleE2E(t *testing.T) {
 			t.Error("a file over 2 GiB started an upload")
 		}
 		page("upload-too-big")
-		throttle(t, ctx, 4<<20)
+		consoleThrottle(t, ctx, 4<<20)
 		page("upload")
 		step("upload",
 			chromedp.SetValue(css("#upload-ws"), ws),
@@ -270,7 +271,7 @@ func TestConsoleE2E(t *testing.T) {
 		waitJS("upload under way", `(function(){var b=document.querySelector('#progress-upload .bar');var v=Number(b&&b.getAttribute('aria-valuenow'));return v>0&&v<100;})()`)
 		page("upload-progress")
 		step("import result", chromedp.WaitVisible(css(`#import-table tr[data-image="`+repo+`:1.0"]`)))
-		throttle(t, ctx, -1)
+		consoleThrottle(t, ctx, -1)
 		page("upload-done")
 		var progress struct{ Upload, Import []float64 }
 		if err := json.Unmarshal([]byte(eval(`JSON.stringify(window.__progress)`)), &progress); err != nil {
@@ -460,8 +461,8 @@ func TestConsoleE2E(t *testing.T) {
 	}
 }
 
-// shot saves a full-page screenshot as dir/name.png.
-func shot(t *testing.T, ctx context.Context, dir, name string) {
+// consoleShot saves a full-page screenshot as dir/name.png.
+func consoleShot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -477,8 +478,8 @@ func shot(t *testing.T, ctx context.Context, dir, name string) {
 	}
 }
 
-// throttle limits the browser's upload rate to bytesPerSecond (-1: none).
-func throttle(t *testing.T, ctx context.Context, bytesPerSecond float64) {
+// consoleThrottle limits the browser's upload rate to bytesPerSecond (-1: none).
+func consoleThrottle(t *testing.T, ctx context.Context, bytesPerSecond float64) {
 	t.Helper()
 	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
 		t.Fatalf("network.enable: %v", err)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -193,38 +194,33 @@ func (g *gcState) hook(ctx context.Context, stage, runID string) {
 // admit lets a write through once no GC pause is in effect, or after
 // maxPauseWait; release must be called when the write is done. It waits on
 // the in-memory gate (the leader during its sweep) and on the replicated run
-// state (every node): writes wait, they do not fail, unless ctx ends.
+// state (every node): writes wait, they do not fail, unless ctx ends. A
+// draining node's own last writes (the audit flush) do not wait: the sweep's
+// dirty check keeps the run safe from them.
 func (g *gcState) admit(ctx context.Context) (release func(), err error) {
 	deadline := time.Now().Add(maxPauseWait)
 	for {
 		g.gateMu.Lock()
-		if !g.paused {
-			paused, _ := meta.WritesPaused(g.n.fsm.Reader())
-			if !paused || time.Now().After(deadline) {
-				g.inflight++
-				g.gateMu.Unlock()
-				return g.release, nil
-			}
-			g.gateMu.Unlock()
-			select {
-			case <-ctx.Done():
-				return nil, fmt.Errorf("%w: waiting for a gc pause to end: %v", api.ErrUnavailable, ctx.Err())
-			case <-time.After(2 * time.Millisecond):
-			}
-			continue
-		}
-		ch := g.resumed
+		gated := g.paused
+		wait := gated && !g.n.draining.Load()
+		resumed := g.resumed
 		g.gateMu.Unlock()
-		wait := time.Until(deadline)
-		if wait <= 0 {
+		if !wait && !g.n.draining.Load() {
+			wait, _ = meta.WritesPaused(g.n.fsm.Reader())
+		}
+		if !wait || time.Now().After(deadline) {
 			g.gateMu.Lock()
 			g.inflight++
 			g.gateMu.Unlock()
 			return g.release, nil
 		}
-		t := time.NewTimer(wait)
+		var woken <-chan struct{}
+		if gated {
+			woken = resumed
+		}
+		t := time.NewTimer(2 * time.Millisecond)
 		select {
-		case <-ch:
+		case <-woken:
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
@@ -509,6 +505,7 @@ func (n *Node) runGC(ctx context.Context, run *meta.GCRun) {
 	n.notifyPeers(ctx, "gc/begin?run="+url.QueryEscape(run.ID))
 
 	// Mark on a snapshot; writes go on.
+	markStart := time.Now()
 	snap, markIndex, release, err := n.fsm.SnapshotReader()
 	if err != nil {
 		fail("snapshot", err)
@@ -520,7 +517,7 @@ func (n *Node) runGC(ctx context.Context, run *meta.GCRun) {
 		fail("mark", err)
 		return
 	}
-	markDur := time.Since(start)
+	markDur := time.Since(markStart)
 	log.Info("gc: marked", "index", markIndex, "took", markDur, "manifests", plan.ScannedManifests, "blobs", plan.ScannedBlobs,
 		"candidate_blobs", plan.Counts.Blobs, "candidate_bytes", plan.Counts.Bytes, "candidate_manifests", plan.Counts.Manifests,
 		"trash_items", plan.Counts.TrashItems, "truncated", plan.Truncated)
@@ -607,17 +604,16 @@ func isLeadershipError(err error) bool {
 		errors.Is(err, cluster.ErrNoLeader) || errors.Is(err, cluster.ErrShutdown)
 }
 
-// gcNodes are the nodes expected to delete files after a sweep: the Raft
-// configuration's members (this node alone for a single node).
+// gcNodes are the nodes expected to report their file deletions after a
+// sweep: the live ones. A node that was down handles the sweep when it is back
+// (while the swept list is kept; after that its leftover files are orphans,
+// which a later run or fsck --repair removes).
 func (n *Node) gcNodes() []string {
-	servers, err := n.cluster.Servers()
-	if err != nil || len(servers) == 0 {
-		return []string{n.cfg.NodeID}
+	out := []string{n.cfg.NodeID}
+	for _, p := range n.livePeers() {
+		out = append(out, p.ID)
 	}
-	out := make([]string, len(servers))
-	for i, s := range servers {
-		out[i] = s.ID
-	}
+	sort.Strings(out)
 	return out
 }
 
@@ -744,7 +740,7 @@ func (n *Node) sweepFiles(ctx context.Context) {
 	}
 	for i := len(runs) - 1; i >= 0; i-- { // oldest first
 		run := &runs[i]
-		if run.State != meta.GCDone || run.DryRun || run.Nodes[n.cfg.NodeID] != nil || !expects(run, n.cfg.NodeID) {
+		if run.State != meta.GCDone || run.DryRun || run.Nodes[n.cfg.NodeID] != nil {
 			continue
 		}
 		g.mu.Lock()
@@ -771,24 +767,12 @@ func (n *Node) sweepFiles(ctx context.Context) {
 	}
 }
 
-func expects(run *meta.GCRun, node string) bool {
-	if len(run.ExpectedNodes) == 0 {
-		return true
-	}
-	for _, id := range run.ExpectedNodes {
-		if id == node {
-			return true
-		}
-	}
-	return false
-}
-
 // deleteSwept deletes the files of a run's swept blobs, the orphans, and the
 // stale upload sessions of this node.
 func (n *Node) deleteSwept(ctx context.Context, run *meta.GCRun) *meta.GCNodeReport {
 	g := n.gc
 	rep := &meta.GCNodeReport{}
-	swept, err := meta.SweptBlobs(n.fsm.Reader(), run.ID)
+	swept, err := meta.GetSweptBlobs(n.fsm.Reader(), run.ID)
 	if err != nil {
 		rep.Errors = append(rep.Errors, err.Error())
 	}

@@ -2,7 +2,11 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/berth-registry/berth/cluster"
@@ -28,10 +32,24 @@ func (n *Node) startGossip(ctx context.Context, boundAPI string) error {
 		return fmt.Errorf("node: gossip: %w", err)
 	}
 	n.gossip = g
-	if len(n.cfg.Join) == 0 {
+	// Seeds: the configured ones and the members this node last saw, so a
+	// node that bootstrapped the cluster (no --join) finds the others again
+	// after an outage long enough for them to have forgotten it.
+	seeds := append([]string(nil), n.cfg.Join...)
+	for _, a := range n.rememberedPeers() {
+		if a != g.Addr() && !slices.Contains(seeds, a) {
+			seeds = append(seeds, a)
+		}
+	}
+	n.bgWG.Add(1)
+	go func() {
+		defer n.bgWG.Done()
+		n.rememberPeers(ctx)
+	}()
+	if len(seeds) == 0 {
 		return nil
 	}
-	if _, err := g.Join(n.cfg.Join); err == nil {
+	if _, err := g.Join(seeds); err == nil {
 		return nil
 	}
 	n.bgWG.Add(1)
@@ -44,16 +62,77 @@ func (n *Node) startGossip(ctx context.Context, boundAPI string) error {
 				return
 			case <-time.After(backoff):
 			}
-			if _, err := g.Join(n.cfg.Join); err == nil {
-				n.log.Info("joined the cluster", "seeds", n.cfg.Join)
+			if _, err := g.Join(seeds); err == nil {
+				n.log.Info("joined the cluster", "seeds", seeds)
 				return
+			} else if n.aliveMembers() > 1 {
+				return // another member found this node meanwhile
 			} else {
-				n.log.Warn("join: no seed answered; retrying", "seeds", n.cfg.Join, "err", err)
+				n.log.Warn("join: no seed answered; retrying", "seeds", seeds, "err", err)
 			}
 			backoff = min(2*backoff, 10*time.Second)
 		}
 	}()
 	return nil
+}
+
+func (n *Node) aliveMembers() int {
+	c := 0
+	for _, m := range n.gossip.Members() {
+		if m.State == cluster.Alive {
+			c++
+		}
+	}
+	return c
+}
+
+const peersFile = "gossip-peers.json"
+
+// rememberedPeers returns the gossip addresses of the members this node saw
+// last time it ran.
+func (n *Node) rememberedPeers() []string {
+	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, peersFile))
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	if json.Unmarshal(b, &addrs) != nil {
+		return nil
+	}
+	return addrs
+}
+
+// rememberPeers writes the alive members' gossip addresses to the data
+// directory whenever membership changes, until ctx ends.
+func (n *Node) rememberPeers(ctx context.Context) {
+	changes := n.gossip.Changes()
+	var last []string
+	for {
+		var addrs []string
+		for _, m := range n.gossip.Members() {
+			if m.ID != n.cfg.NodeID && m.State == cluster.Alive && m.GossipAddr != "" {
+				addrs = append(addrs, m.GossipAddr)
+			}
+		}
+		if len(addrs) > 0 && !slices.Equal(addrs, last) {
+			b, _ := json.Marshal(addrs)
+			tmp := filepath.Join(n.cfg.DataDir, peersFile+".tmp")
+			if err := os.WriteFile(tmp, b, 0o600); err == nil {
+				if err := os.Rename(tmp, filepath.Join(n.cfg.DataDir, peersFile)); err == nil {
+					last = addrs
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-changes:
+			if !ok {
+				return
+			}
+		case <-time.After(30 * time.Second):
+		}
+	}
 }
 
 // livePeers are the other alive, not draining members with an API address.

@@ -23,16 +23,16 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// family is one metric family the issue asks for: its type and its exact
+// metricFamily is one metric metricFamily the issue asks for: its type and its exact
 // label names (le is implied for histograms).
-type family struct {
+type metricFamily struct {
 	name   string
 	typ    dto.MetricType
 	labels []string
 }
 
 // wantFamilies must be on every node of a cluster after a workload.
-var wantFamilies = []family{
+var wantFamilies = []metricFamily{
 	// HTTP edge
 	{"berth_http_requests_total", dto.MetricType_COUNTER, []string{"code", "method", "route"}},
 	{"berth_http_request_duration_seconds", dto.MetricType_HISTOGRAM, []string{"method", "route"}},
@@ -76,8 +76,8 @@ var laterFamilies = map[string]string{
 	"berth_gc_runs_total": "a garbage collection run ended",
 }
 
-// laterAreas are parts of the issue's metric list with no family yet; a
-// family whose name matches is enough to count as present. The test reports
+// laterAreas are parts of the issue's metric list with no metricFamily yet; a
+// metricFamily whose name hasLabels is enough to count as present. The test reports
 // the missing ones.
 var laterAreas = []struct{ area, pattern string }{
 	{"Raft commit latency", `^berth_raft_commit_seconds`},
@@ -99,13 +99,13 @@ var labelRules = map[string]*regexp.Regexp{
 	"kind":    regexp.MustCompile(`^[a-z][a-z_]{0,23}$`),
 }
 
-// maxLabelValues bounds the distinct values of one label of one family across
+// maxLabelValues bounds the distinct values of one label of one metricFamily across
 // the cluster (the HTTP codes are the widest set).
 const maxLabelValues = 40
 
 // TestMetricsAfterWorkload runs pushes, pulls, a delete, token requests and
 // refused logins on a 3-node cluster, scrapes /metrics on every node, and
-// checks that every family the observability issue lists is there with
+// checks that every metricFamily the observability issue lists is there with
 // values that match the workload, that no label can grow without bound, and
 // that promtool accepts the output, the alert rules and the dashboard's
 // queries.
@@ -157,7 +157,7 @@ func TestMetricsAfterWorkload(t *testing.T) {
 		if r := do(t, "GET", u+"/auth/token?service=berth&scope=repository:library/app:pull", nil); r.status != 200 {
 			t.Fatalf("token: %d %s", r.status, r.body)
 		}
-		if r := get(t, u+"/v2/", "admin", "wrong-password"); r.status != 401 {
+		if r := getAs(t, u+"/v2/", "admin", "wrong-password"); r.status != 401 {
 			t.Fatalf("bad password: %d", r.status)
 		}
 		if r := do(t, "BREW", u+"/v2/", nil); r.status < 400 {
@@ -170,7 +170,7 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	if r := do(t, "DELETE", c.urls[leader]+"/v2/library/app/manifests/doomed", nil); r.status != 202 {
 		t.Fatalf("delete tag: %d %s", r.status, r.body)
 	}
-	if r := get(t, c.urls[f1]+"/v2/", "", ""); r.status != 401 {
+	if r := getAs(t, c.urls[f1]+"/v2/", "", ""); r.status != 401 {
 		t.Fatalf("anonymous /v2/: %d", r.status)
 	}
 	// A dry-run garbage collection, coordinated by the leader.
@@ -181,9 +181,9 @@ func TestMetricsAfterWorkload(t *testing.T) {
 
 	// Wait for what settles in the background: every blob on every node
 	// (replicas = all), and gossip probes measured everywhere.
-	var scraped []scrape
+	var scraped []nodeScrape
 	waitFor(t, 30*time.Second, "replication done, gossip RTT measured on every node, the GC run counted", func() bool {
-		scraped = scrapeAll(t, c.urls)
+		scraped = scrapeNodes(t, c.urls)
 		gcRuns := 0.0
 		for _, s := range scraped {
 			if s.value("berth_replication_backlog", nil) != 0 || s.count("berth_gossip_rtt_seconds", nil) == 0 ||
@@ -202,16 +202,16 @@ func TestMetricsAfterWorkload(t *testing.T) {
 			}
 			for name := range laterFamilies {
 				if s.fams[name] != nil {
-					s.checkFamily(t, family{name: name, typ: s.fams[name].GetType(), labels: labelNames(s.fams[name])})
+					s.checkFamily(t, metricFamily{name: name, typ: s.fams[name].GetType(), labels: labelNames(s.fams[name])})
 				}
 			}
 			s.checkLabels(t)
 			s.checkValues(t, i == f2)
 		})
 	}
-	checkCluster(t, scraped, len(layer))
+	checkClusterMetrics(t, scraped, len(layer))
 
-	// Every family named in the issue that no node exports yet is reported.
+	// Every metricFamily named in the issue that no node exports yet is reported.
 	for _, a := range laterAreas {
 		re := regexp.MustCompile(a.pattern)
 		if !slices.ContainsFunc(slices.Collect(maps.Keys(scraped[0].fams)), re.MatchString) {
@@ -275,8 +275,8 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	})
 }
 
-// get sends a GET with the given Basic credentials (none when user is "").
-func get(t *testing.T, url, user, pass string) resp {
+// getAs sends a GET with the given Basic credentials (none when user is "").
+func getAs(t *testing.T, url, user, pass string) resp {
 	t.Helper()
 	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
@@ -304,21 +304,21 @@ func promtool(t *testing.T) string {
 		return p
 	}
 	if os.Getenv("BERTH_E2E_REQUIRE") != "" {
-		t.Fatal("promtool not found: apt-get install prometheus (.ci/install-test-tools.sh does)")
+		t.Fatal("promtool not found: apt-getAs install prometheus (.ci/install-test-tools.sh does)")
 	}
-	t.Skip("promtool not found (apt-get install prometheus); set BERTH_E2E_REQUIRE=1 to fail instead")
+	t.Skip("promtool not found (apt-getAs install prometheus); set BERTH_E2E_REQUIRE=1 to fail instead")
 	return ""
 }
 
-// scrape is one node's /metrics.
-type scrape struct {
+// nodeScrape is one node's /metrics.
+type nodeScrape struct {
 	text []byte
 	fams map[string]*dto.MetricFamily
 }
 
-func scrapeAll(t *testing.T, urls []string) []scrape {
+func scrapeNodes(t *testing.T, urls []string) []nodeScrape {
 	t.Helper()
-	out := make([]scrape, len(urls))
+	out := make([]nodeScrape, len(urls))
 	for i, u := range urls {
 		r, err := http.Get(u + "/metrics")
 		if err != nil {
@@ -334,12 +334,12 @@ func scrapeAll(t *testing.T, urls []string) []scrape {
 		if err != nil {
 			t.Fatalf("parse %s/metrics: %v", u, err)
 		}
-		out[i] = scrape{text: b, fams: fams}
+		out[i] = nodeScrape{text: b, fams: fams}
 	}
 	return out
 }
 
-func labelsOf(m *dto.Metric) map[string]string {
+func sampleLabels(m *dto.Metric) map[string]string {
 	l := map[string]string{}
 	for _, p := range m.GetLabel() {
 		l[p.GetName()] = p.GetValue()
@@ -347,8 +347,8 @@ func labelsOf(m *dto.Metric) map[string]string {
 	return l
 }
 
-func matches(m *dto.Metric, want map[string]string) bool {
-	l := labelsOf(m)
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	l := sampleLabels(m)
 	for k, v := range want {
 		if l[k] != v {
 			return false
@@ -357,16 +357,16 @@ func matches(m *dto.Metric, want map[string]string) bool {
 	return true
 }
 
-// value sums the samples of a counter or gauge family whose labels include
-// want; -1 when the family is absent.
-func (s scrape) value(name string, want map[string]string) float64 {
+// value sums the samples of a counter or gauge metricFamily whose labels include
+// want; -1 when the metricFamily is absent.
+func (s nodeScrape) value(name string, want map[string]string) float64 {
 	f := s.fams[name]
 	if f == nil {
 		return -1
 	}
 	var sum float64
 	for _, m := range f.GetMetric() {
-		if !matches(m, want) {
+		if !hasLabels(m, want) {
 			continue
 		}
 		switch {
@@ -381,12 +381,12 @@ func (s scrape) value(name string, want map[string]string) float64 {
 	return sum
 }
 
-// count sums the sample counts of a histogram family whose labels include want.
-func (s scrape) count(name string, want map[string]string) uint64 {
+// count sums the sample counts of a histogram metricFamily whose labels include want.
+func (s nodeScrape) count(name string, want map[string]string) uint64 {
 	var n uint64
 	if f := s.fams[name]; f != nil {
 		for _, m := range f.GetMetric() {
-			if matches(m, want) {
+			if hasLabels(m, want) {
 				n += m.GetHistogram().GetSampleCount()
 			}
 		}
@@ -409,7 +409,7 @@ func labelNames(f *dto.MetricFamily) []string {
 	return out
 }
 
-func (s scrape) checkFamily(t *testing.T, f family) {
+func (s nodeScrape) checkFamily(t *testing.T, f metricFamily) {
 	t.Helper()
 	got := s.fams[f.name]
 	if got == nil {
@@ -435,17 +435,31 @@ func (s scrape) checkFamily(t *testing.T, f family) {
 	}
 }
 
-// digestLike matches what must never be a label value: digests, upload ids,
+// digestLike hasLabels what must never be a label value: digests, upload ids,
 // tokens, repository names.
 var digestLike = regexp.MustCompile(`(?i)sha256|sha512|[0-9a-f]{16,}|/|\.`)
 
 // checkLabels bounds the label values of every berth_* family.
-func (s scrape) checkLabels(t *testing.T) {
+func (s nodeScrape) checkLabels(t *testing.T) {
 	t.Helper()
 	identities := []string{"admin", "library", "app", "default", "n1", "n2", "n3", "1.0", "doomed"}
 	for name, f := range s.fams {
 		if !strings.HasPrefix(name, "berth_") {
 			continue
+		}
+		distinct := map[string]map[string]bool{}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if distinct[l.GetName()] == nil {
+					distinct[l.GetName()] = map[string]bool{}
+				}
+				distinct[l.GetName()][l.GetValue()] = true
+			}
+		}
+		for label, values := range distinct {
+			if len(values) > maxLabelValues {
+				t.Errorf("%s: label %s has %d values, want at most %d", name, label, len(values), maxLabelValues)
+			}
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
@@ -464,14 +478,14 @@ func (s scrape) checkLabels(t *testing.T) {
 }
 
 // checkValues checks one node's figures against the workload.
-func (s scrape) checkValues(t *testing.T, heldUpload bool) {
+func (s nodeScrape) checkValues(t *testing.T, heldUpload bool) {
 	t.Helper()
 	// Every request is counted once in the counter and once in the
 	// histogram, by the same route and method.
 	if f := s.fams["berth_http_requests_total"]; f != nil {
 		perRoute := map[[2]string]float64{}
 		for _, m := range f.GetMetric() {
-			l := labelsOf(m)
+			l := sampleLabels(m)
 			perRoute[[2]string{l["route"], l["method"]}] += m.GetCounter().GetValue()
 		}
 		for k, v := range perRoute {
@@ -523,8 +537,8 @@ func (s scrape) checkValues(t *testing.T, heldUpload bool) {
 	}
 }
 
-// checkCluster checks the figures that only add up across nodes.
-func checkCluster(t *testing.T, scraped []scrape, layerSize int) {
+// checkClusterMetrics checks the figures that only add up across nodes.
+func checkClusterMetrics(t *testing.T, scraped []nodeScrape, layerSize int) {
 	t.Helper()
 	sum := func(name string, want map[string]string) float64 {
 		var v float64

@@ -108,6 +108,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	n.internalToken = internalToken(n.clusterKey)
 	n.peers = &peerClient{http: &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: time.Minute,
 		TLSClientConfig: n.tls.peerClientConfig(),
 	}}, token: n.internalToken, scheme: n.tls.peerScheme()}
@@ -153,7 +154,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.audit, err = newAuditLog(cfg, n.Propose, logger.With("component", "audit"), n.reg); err != nil {
+	if n.audit, err = newAuditLog(cfg, n.clock, n.Propose, logger.With("component", "audit"), n.reg); err != nil {
 		return nil, err
 	}
 	var apiCluster api.Cluster // nil for a single node: no peers, no stale reads
@@ -400,7 +401,7 @@ func (n *Node) Propose(ctx context.Context, c meta.Command) error {
 	defer release()
 	if n.gossip != nil && !n.cluster.IsLeader() {
 		n.metrics.forwarded.Inc()
-		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		fctx, cancel := context.WithTimeout(ctx, 12*time.Second)
 		defer cancel()
 		return n.forwardPropose(fctx, data)
 	}

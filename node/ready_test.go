@@ -14,7 +14,7 @@ import (
 func TestReadiness(t *testing.T) {
 	n, base := startNode(t, t.TempDir())
 	ready := func() (int, string) {
-		r := get(t, base+"/readyz", "", "")
+		r := getAs(t, base+"/readyz", "", "")
 		return r.status, string(r.body)
 	}
 	if code, body := ready(); code != http.StatusOK {
@@ -47,7 +47,7 @@ func TestReadiness(t *testing.T) {
 	if code, body := ready(); code != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {
 		t.Errorf("draining: /readyz %d %q, want 503 draining", code, body)
 	}
-	if r := get(t, base+"/healthz", "", ""); r.status != http.StatusOK {
+	if r := getAs(t, base+"/healthz", "", ""); r.status != http.StatusOK {
 		t.Errorf("draining: /healthz %d, want 200", r.status)
 	}
 	n.draining.Store(false)

@@ -66,24 +66,84 @@ func (n *Node) ensureReplicas(ctx context.Context, d digest.Digest, size int64) 
 	if len(holders) >= want {
 		return holders, nil
 	}
+	// A node that knows no leader cannot record the blob anyway: fail before
+	// copying anything (a partitioned node answers 503 at once).
+	if _, id := n.cluster.Leader(); id == "" {
+		return nil, fmt.Errorf("%w: no leader to record blob %s", api.ErrUnavailable, d)
+	}
 	n.spread(peers)
 	start := time.Now()
+	defer func() { n.metrics.replicateSeconds.Observe(time.Since(start).Seconds()) }()
+
+	// Copies run in parallel, as many as are still needed; a peer that fails
+	// or stalls (a stopped process, a black-holed link that gossip still sees
+	// alive) is given up after copyTimeout and the next peer is tried.
+	type result struct {
+		id  string
+		err error
+	}
+	results := make(chan result, len(peers))
+	next, running, extra := 0, 0, 0
 	var errs []error
-	for _, p := range peers {
-		if len(holders) >= want {
+	launch := func() {
+		p := peers[next]
+		next++
+		running++
+		go func() {
+			cctx, cancel := context.WithTimeout(ctx, copyTimeout(size))
+			defer cancel()
+			results <- result{p.ID, n.pushBlob(cctx, p, d, size)}
+		}()
+	}
+	// Hedging: when the copies in flight are slower than a healthy peer would
+	// be, one more peer is started as well and the first to finish counts.
+	hedge := time.NewTimer(hedgeDelay(size))
+	defer hedge.Stop()
+	for len(holders) < want {
+		for len(holders)+running-extra < want && next < len(peers) {
+			launch()
+		}
+		if running == 0 {
 			break
 		}
-		if err := n.pushBlob(ctx, p, d, size); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p.ID, err))
-			continue
+		select {
+		case r := <-results:
+			running--
+			if r.err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", r.id, r.err))
+				if extra > 0 {
+					extra--
+				}
+				continue
+			}
+			holders = append(holders, r.id)
+		case <-hedge.C:
+			if next < len(peers) {
+				extra++
+				launch()
+			}
+			hedge.Reset(hedgeDelay(size))
 		}
-		holders = append(holders, p.ID)
 	}
-	n.metrics.replicateSeconds.Observe(time.Since(start).Seconds())
+	// Copies still in flight finish on their own; their results are dropped
+	// (the buffered channel keeps them from blocking) and the peers keep a
+	// verified copy that the replicator records.
 	if len(holders) < want {
 		return nil, fmt.Errorf("%w: blob %s is on %d of %d required nodes: %v", api.ErrUnavailable, d, len(holders), want, errors.Join(errs...))
 	}
 	return holders, nil
+}
+
+// hedgeDelay is how long a copy may take before another peer is tried too:
+// half a second plus the bytes at 100 MB/s.
+func hedgeDelay(size int64) time.Duration {
+	return 500*time.Millisecond + time.Duration(size/(100<<20))*time.Second
+}
+
+// copyTimeout bounds one node-to-node copy of size bytes: a few seconds to
+// connect and answer, plus the bytes at a pessimistic 20 MB/s.
+func copyTimeout(size int64) time.Duration {
+	return 5*time.Second + time.Duration(size/(20<<20))*time.Second
 }
 
 // pushBlob streams the local copy of d to a peer, which verifies it.
@@ -167,9 +227,17 @@ func (n *Node) fetchOnce(ctx context.Context, d digest.Digest) error {
 		return fmt.Errorf("%w: no live node holds blob %s", api.ErrUnavailable, d)
 	}
 	n.nearest(candidates)
+	var size int64
+	if b, err := meta.GetBlob(n.fsm.Reader(), meta.Digest(d)); err == nil {
+		size = b.Size
+	}
 	var errs []error
 	for _, p := range candidates {
-		err := n.fetchFrom(ctx, p, d)
+		// A holder that stalls is given up after a bounded time; the next one
+		// is tried.
+		cctx, cancel := context.WithTimeout(ctx, copyTimeout(size))
+		err := n.fetchFrom(cctx, p, d)
+		cancel()
 		if err == nil {
 			return nil
 		}

@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 // Multi-process fault tests of a Berth cluster (issue 4, "Faults that must be
@@ -8,7 +10,8 @@ package main
 // leaving it healthy for the next:
 //
 //	round-robin    every request of crane and skopeo pushes goes to the next node
-//	kill-leader    kill -9 of the leader under a stream of pushes; failover time
+//	kill-leader    kill -9 of the leader under a stream of pushes (failover time);
+//	               it comes back with its data once the others removed it from Raft
 //	stop-follower  SIGSTOP of a follower past the election timeout, then SIGCONT
 //	snapshot-join  a new, empty node joins and catches up through a Raft snapshot
 //	wipe           a node's data directory is wiped; copies are restored
@@ -32,7 +35,9 @@ package main
 // starting with "cluster performance:" (go test -v shows it).
 //
 // Environment: as TestE2E (BERTH_E2E_REQUIRE, BERTH_E2E_RACE, BERTH_TOOLS_BIN);
-// BERTH_E2E_URL does not apply. `go test -short` skips this test.
+// BERTH_E2E_URL does not apply. `go test -short` skips this test. A subtest can
+// run alone (-run 'TestCluster/wipe'). The file builds on unix only (SIGSTOP);
+// the partition subtest needs Linux's /proc.
 
 import (
 	"bufio"
@@ -684,6 +689,24 @@ func (c *ecluster) checkInvariants(t *testing.T) {
 	live := c.live()
 	c.waitConverged(t, live, convergeTimeout)
 	c.checkPullable(t, live, c.acked.all())
+}
+
+// ensureAcked pushes a few images when no subtest has yet (a subtest run on
+// its own with -run).
+func (c *ecluster) ensureAcked(t *testing.T) []*timage {
+	t.Helper()
+	if images := c.acked.all(); len(images) > 0 {
+		return images
+	}
+	live := c.live()
+	for i := range 3 {
+		im := newSmallImage(c.repo("seed"), fmt.Sprintf("s%d", i), 4<<10)
+		if err := c.pushRetry(t.Context(), im, 20*time.Second, func() *cnode { return live[mrand.IntN(len(live))] }, nil); err != nil {
+			t.Fatal(err)
+		}
+		c.acked.add(im)
+	}
+	return c.acked.all()
 }
 
 // ---- images and registry requests ----
@@ -1378,7 +1401,7 @@ func (c *ecluster) testWipe(t *testing.T) {
 		t.Fatalf("no follower with a --join flag among %s (leader %s)", ids(c.live()), leader.id)
 	}
 	others := without(c.live(), w)
-	images := c.acked.all()
+	images := c.ensureAcked(t)
 
 	// Pulls from the others go on the whole time and must all succeed.
 	ctx, cancel := context.WithCancel(t.Context())
@@ -1465,12 +1488,15 @@ func (c *ecluster) heal() {
 }
 
 func (c *ecluster) testPartition(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("partition: the proxies tell the nodes' connections apart through /proc (Linux only)")
+	}
 	leader := c.waitLeader(t, 15*time.Second)
 	f := without(c.live(), leader)[0]
 	others := without(c.live(), f)
 	pickOther := func() *cnode { return others[mrand.IntN(len(others))] }
 	repo := c.repo("partition")
-	existing := c.acked.all()[0] // its blobs are on every node
+	existing := c.ensureAcked(t)[0] // its blobs are on every node
 
 	// writeBound is how long a write to the cut-off node may take to be
 	// refused: a follower forwards a write to the leader it last knew for up
@@ -1589,6 +1615,12 @@ func (c *ecluster) testPartition(t *testing.T) {
 					t.Errorf("a write to partitioned %s (%s), %s, was not refused within %s (%d %v after %s); want a bounded 503",
 						f.id, mode, p.what, writeBound, p.st, p.err, p.took.Round(time.Millisecond))
 				}
+			}
+			// f dials the others only once it stops hearing from the leader and
+			// starts an election; when the writes above were refused quickly,
+			// give it time to do so before checking its links were cut.
+			for deadline := time.Now().Add(10 * time.Second); cutCount() == cutBefore && time.Now().Before(deadline); {
+				time.Sleep(100 * time.Millisecond)
 			}
 			if cutCount() == cutBefore {
 				t.Errorf("no Raft connection from %s to %s was cut during the partition: the proxies did not tell %s's connections apart", f.id, ids(others), f.id)

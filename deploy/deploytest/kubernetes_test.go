@@ -240,6 +240,12 @@ func TestKubernetesManifests(t *testing.T) {
 	if len(cfg.Join) != 0 {
 		t.Errorf("ConfigMap sets join %v; the entry point adds --join from BERTH_PEERS", cfg.Join)
 	}
+	full := cfg
+	full.NodeID, full.DataDir = flags["node-id"], flags["data-dir"]
+	full.Advertise, full.RaftAdvertise, full.GossipAdvertise = flags["advertise"], flags["raft-advertise"], flags["gossip-advertise"]
+	if err := full.Validate(); err != nil {
+		t.Errorf("the ConfigMap with the StatefulSet's flags does not validate: %v", err)
+	}
 	// The files it names are keys of a mounted Secret.
 	secretFiles := []string{cfg.ClusterKeyFile, cfg.AdminPasswordFile}
 	for _, f := range []string{cfg.TLSCert, cfg.TLSKey, cfg.ClusterCA, cfg.ClusterCert, cfg.ClusterKey} {
