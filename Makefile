@@ -12,7 +12,7 @@ LISTEN   ?= 127.0.0.1:5000
 DATA_DIR ?= ./berth-data
 NODE_ID  ?= node1
 
-.PHONY: all build run cluster test tools vet lint bench clean deploy-check
+.PHONY: all build run cluster test tools vet lint bench clean deploy-check chaos
 
 all: build
 
@@ -54,6 +54,15 @@ lint:
 ## bench: Berth against Distribution 2.8 with ../shared/tools/bench (SIZE_MIB, N, DUR, CONNS, SKIP_LIMITS)
 bench:
 	.ci/bench.sh
+
+## chaos: the fault harness (chaos/) for $(DURATION) with $(SEED) on $(NODES) nodes; ALLOW lists
+## checkers whose failure is a known bug (e.g. ALLOW=linearizable); a failed run keeps its directory
+DURATION ?= 10m
+NODES    ?= 3
+SEED     ?= $(shell date +%s)
+ALLOW    ?=
+chaos:
+	$(GO) run ./chaos/cmd/berth-chaos -duration $(DURATION) -seed $(SEED) -nodes $(NODES) -allow '$(ALLOW)'
 
 clean:
 	rm -rf bin

@@ -195,6 +195,14 @@ func (s *Server) checkPassword(r *http.Request, name, pass string) (*Principal, 
 		return nil, tooManyAttempts(wait)
 	}
 	p, reason, err := s.verifyPassword(name, pass, now)
+	if err == nil && reason != "" && s.cluster != nil {
+		// A node that has not caught up (it just joined, or its data was
+		// wiped) may not know the account yet: catch up before refusing.
+		if berr := s.cluster.ReadBarrier(r.Context()); berr != nil {
+			return nil, berr
+		}
+		p, reason, err = s.verifyPassword(name, pass, now)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,19 @@ func (s *Server) fresh(ctx context.Context, read func() error) error {
 	return read()
 }
 
+// linearized runs read after a read barrier on a node of a cluster, so it sees
+// every write acknowledged before it started, on any node. Tags move, so a read
+// of a tag or a tag list goes through here; concurrent reads share one leader
+// round trip (the node batches barriers).
+func (s *Server) linearized(ctx context.Context, read func() error) error {
+	if s.cluster != nil {
+		if err := s.cluster.ReadBarrier(ctx); err != nil {
+			return err
+		}
+	}
+	return read()
+}
+
 func isMiss(err error) bool {
 	return errors.Is(err, meta.ErrManifestUnknown) || errors.Is(err, meta.ErrBlobUnknown) ||
 		errors.Is(err, meta.ErrNameUnknown)

@@ -58,7 +58,7 @@ func (s *Server) getTags(w http.ResponseWriter, r *http.Request, rt v2Route) err
 	tags := []string{}
 	more := false
 	if n > 0 {
-		err = s.fresh(r.Context(), func() (err error) {
+		err = s.linearized(r.Context(), func() (err error) {
 			tags, more, err = meta.ListTags(s.meta, rt.Repo, q.Get("last"), n)
 			return err
 		})

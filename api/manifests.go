@@ -12,7 +12,7 @@ import (
 
 // resolve turns a tag or digest reference into a manifest of repo.
 func (s *Server) resolve(ctx context.Context, repo, ref string) (info *meta.ManifestInfo, content []byte, err error) {
-	err = s.fresh(ctx, func() error {
+	read := func() error {
 		d := meta.Digest(ref)
 		if !isDigestRef(ref) {
 			t, err := meta.GetTag(s.meta, repo, ref)
@@ -23,7 +23,13 @@ func (s *Server) resolve(ctx context.Context, repo, ref string) (info *meta.Mani
 		}
 		info, content, err = meta.GetManifest(s.meta, repo, d)
 		return err
-	})
+	}
+	if isDigestRef(ref) {
+		// Content by digest never changes: a local hit needs no round trip.
+		err = s.fresh(ctx, read)
+	} else {
+		err = s.linearized(ctx, read)
+	}
 	return info, content, err
 }
 

@@ -160,6 +160,20 @@ func (s *Server) verificationKey(kid string) (*ecdsa.PublicKey, error) {
 	if key := k.public(kid); key != nil {
 		return key, nil
 	}
+	if s.cluster != nil {
+		// A key another node made may not have reached this one yet.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.cluster.ReadBarrier(ctx); err != nil {
+			return nil, err
+		}
+		if err := k.load(s.meta); err != nil {
+			return nil, err
+		}
+		if key := k.public(kid); key != nil {
+			return key, nil
+		}
+	}
 	return nil, fmt.Errorf("%w: unknown key id", errTokenInvalid)
 }
 

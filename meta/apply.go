@@ -78,6 +78,8 @@ func Apply(txn Txn, index uint64, data []byte) any {
 		return errOrNil(applyGCStats(txn, c))
 	case *GCNodeDone:
 		return errOrNil(applyGCNodeDone(txn, c))
+	case *GCPlan:
+		return errOrNil(applyGCPlan(txn, c))
 	default:
 		return fmt.Errorf("apply entry %d: %w: no apply for type %d", index, ErrCommandCorrupt, c.Type())
 	}

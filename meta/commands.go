@@ -41,6 +41,7 @@ const (
 	CmdGCAbort            CommandType = 26 // end an active run whose leader went away
 	CmdGCStats            CommandType = 27 // record a swept run's final pause and duration (ignorable)
 	CmdGCNodeDone         CommandType = 28 // one node's report of its file deletions (ignorable)
+	CmdGCPlan             CommandType = 29 // stage what the mark found, before the pause
 )
 
 const (
@@ -203,6 +204,8 @@ func Decode(data []byte) (Command, error) {
 		c = &GCStats{}
 	case CmdGCNodeDone:
 		c = &GCNodeDone{}
+	case CmdGCPlan:
+		c = &GCPlan{}
 	default:
 		if data[2]&flagIgnorable != 0 {
 			return nil, nil

@@ -68,6 +68,10 @@ var (
 
 func gcRunKey(id string) []byte   { return []byte("gc/run/" + id) }
 func gcSweptKey(id string) []byte { return []byte("gc/swept/" + id) }
+func gcPlanKey(id string) []byte  { return []byte("gc/plan/" + id) }
+func gcPlanBlobsKey(id string) []byte {
+	return []byte("gc/plan/" + id + "/blobs")
+}
 func gcDirtyKey(index uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), gcDirtyPrefix...), index)
 }
@@ -160,21 +164,24 @@ type SweptBlob struct {
 // would cost a good part of the write pause.
 type SweptBlobs []SweptBlob
 
-// MarshalJSON implements json.Marshaler.
-func (bs SweptBlobs) MarshalJSON() ([]byte, error) {
-	var b strings.Builder
+// text lays the blobs out as lines.
+func (bs SweptBlobs) text() []byte {
+	var b []byte
 	for _, x := range bs {
-		b.WriteString(string(x.Digest))
-		b.WriteByte(' ')
-		b.WriteString(strconv.FormatInt(x.Size, 10))
+		b = append(b, x.Digest...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, x.Size, 10)
 		for _, r := range x.Repos {
-			b.WriteByte(' ')
-			b.WriteString(r)
+			b = append(b, ' ')
+			b = append(b, r...)
 		}
-		b.WriteByte('\n')
+		b = append(b, '\n')
 	}
-	return json.Marshal(b.String())
+	return b
 }
+
+// MarshalJSON implements json.Marshaler.
+func (bs SweptBlobs) MarshalJSON() ([]byte, error) { return json.Marshal(string(bs.text())) }
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (bs *SweptBlobs) UnmarshalJSON(data []byte) error {
@@ -182,6 +189,13 @@ func (bs *SweptBlobs) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return err
 	}
+	out, err := parseSweptBlobs(s)
+	*bs = out
+	return err
+}
+
+// parseSweptBlobs is the inverse of text.
+func parseSweptBlobs(s string) (SweptBlobs, error) {
 	out := make(SweptBlobs, 0, strings.Count(s, "\n"))
 	for line := range strings.SplitSeq(s, "\n") {
 		if line == "" {
@@ -189,11 +203,11 @@ func (bs *SweptBlobs) UnmarshalJSON(data []byte) error {
 		}
 		f := strings.Fields(line)
 		if len(f) < 2 {
-			return fmt.Errorf("swept blob line %q", line)
+			return nil, fmt.Errorf("swept blob line %q", line)
 		}
 		size, err := strconv.ParseInt(f[1], 10, 64)
 		if err != nil {
-			return fmt.Errorf("swept blob line %q: %w", line, err)
+			return nil, fmt.Errorf("swept blob line %q: %w", line, err)
 		}
 		x := SweptBlob{Digest: Digest(f[0]), Size: size}
 		if len(f) > 2 {
@@ -201,8 +215,7 @@ func (bs *SweptBlobs) UnmarshalJSON(data []byte) error {
 		}
 		out = append(out, x)
 	}
-	*bs = out
-	return nil
+	return out, nil
 }
 
 // TrashRef names a trash item as the mark saw it: a later delete of the same
@@ -251,21 +264,25 @@ type GCPause struct {
 	Time   time.Time `json:"time"`
 }
 
-// GCSweep removes what the mark found unreachable and ends the pause. It is
-// refused (ErrConflict) if a dirty entry after DirtyThrough exists.
+// GCSweep removes what the staged plan (GCPlan) names but Exclude, and ends
+// the pause. It is refused (ErrConflict) if a dirty entry after DirtyThrough
+// exists. It is small: the plan went through Raft before the pause.
 type GCSweep struct {
-	ID            string          `json:"id"`
-	Leader        string          `json:"leader"`
-	MarkIndex     uint64          `json:"markIndex"`
-	DirtyThrough  uint64          `json:"dirtyThrough"`
-	Blobs         SweptBlobs      `json:"blobs,omitempty"`
-	Manifests     []SweptManifest `json:"manifests,omitempty"`
-	Items         []TrashRef      `json:"items,omitempty"`
-	Candidates    GCCounts        `json:"candidates"`
-	Mark          time.Duration   `json:"mark"`
-	Pause         time.Duration   `json:"pause"` // up to the proposal; GCStats corrects it
-	ExpectedNodes []string        `json:"expectedNodes,omitempty"`
-	Time          time.Time       `json:"time"`
+	ID            string        `json:"id"`
+	Leader        string        `json:"leader"`
+	DirtyThrough  uint64        `json:"dirtyThrough"`
+	Exclude       GCExclusions  `json:"exclude"`
+	Candidates    GCCounts      `json:"candidates"`
+	Pause         time.Duration `json:"pause"` // up to the proposal; GCStats corrects it
+	ExpectedNodes []string      `json:"expectedNodes,omitempty"`
+	Time          time.Time     `json:"time"`
+}
+
+// GCExclusions are what a re-mark took back from a plan.
+type GCExclusions struct {
+	Blobs     []Digest      `json:"blobs,omitempty"`
+	Manifests []ManifestRef `json:"manifests,omitempty"`
+	Items     []TrashRef    `json:"items,omitempty"`
 }
 
 // GCFinish ends a run without a sweep: a dry run, nothing to reclaim, or a
@@ -313,6 +330,7 @@ func (*GCFinish) Type() CommandType   { return CmdGCFinish }
 func (*GCAbort) Type() CommandType    { return CmdGCAbort }
 func (*GCStats) Type() CommandType    { return CmdGCStats }
 func (*GCNodeDone) Type() CommandType { return CmdGCNodeDone }
+func (*GCPlan) Type() CommandType     { return CmdGCPlan }
 
 // NewGCRunID returns a run id for a run asked for at now: the time, so that
 // ids sort by it, and 24 random bits. (Not used by Apply, which takes the id
@@ -398,8 +416,8 @@ func GetSweptBlobs(r Reader, id string) (SweptBlobs, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out SweptBlobs
-	if err := json.Unmarshal(v, &out); err != nil {
+	out, err := parseSweptBlobs(string(v))
+	if err != nil {
 		return nil, fmt.Errorf("meta: corrupt swept list of %s: %w", id, err)
 	}
 	return out, nil
@@ -472,6 +490,12 @@ func activeRun(txn Txn, id string, states ...string) (*GCRun, error) {
 func endRun(txn Txn, run *GCRun, state string, at time.Time) error {
 	run.State, run.Ended = state, at
 	if err := putRun(txn, run); err != nil {
+		return err
+	}
+	if err := txn.Delete(gcPlanKey(run.ID)); err != nil {
+		return err
+	}
+	if err := txn.Delete(gcPlanBlobsKey(run.ID)); err != nil {
 		return err
 	}
 	if err := clearDirty(txn); err != nil {
@@ -560,6 +584,30 @@ func applyGCPause(txn Txn, c *GCPause) error {
 	return putRun(txn, run)
 }
 
+// stagedPlan is the part of a plan GCPlan stores besides its blobs (those are
+// stored as lines under their own key: no JSON to decode in the pause).
+type stagedPlan struct {
+	MarkIndex uint64          `json:"markIndex"`
+	Manifests []SweptManifest `json:"manifests,omitempty"`
+	Items     []TrashRef      `json:"items,omitempty"`
+	Mark      time.Duration   `json:"mark"`
+}
+
+func applyGCPlan(txn Txn, c *GCPlan) error {
+	run, err := activeRun(txn, c.ID, GCMarking)
+	if err != nil {
+		return err
+	}
+	if run.Leader != c.Leader {
+		return fmt.Errorf("%w: gc run %s belongs to %s", ErrConflict, c.ID, run.Leader)
+	}
+	if err := txn.Set(gcPlanKey(c.ID), encodeJSON(stagedPlan{MarkIndex: c.MarkIndex, Manifests: c.Manifests,
+		Items: c.Items, Mark: c.Mark})); err != nil {
+		return err
+	}
+	return txn.Set(gcPlanBlobsKey(c.ID), c.Blobs.text())
+}
+
 func applyGCSweep(txn Txn, c *GCSweep) error {
 	run, err := activeRun(txn, c.ID, GCPaused)
 	if err != nil {
@@ -573,13 +621,40 @@ func applyGCSweep(txn Txn, c *GCSweep) error {
 	} else if last > c.DirtyThrough {
 		return fmt.Errorf("%w: gc run %s: state changed after the re-mark (entry %d)", ErrConflict, c.ID, last)
 	}
+	var plan stagedPlan
+	if err := getJSON(txn, gcPlanKey(c.ID), &plan, ErrConflict, "gc run "+c.ID+" has no staged plan"); err != nil {
+		return err
+	}
+	var blobs SweptBlobs
+	if v, err := txn.Get(gcPlanBlobsKey(c.ID)); err == nil {
+		if blobs, err = parseSweptBlobs(string(v)); err != nil {
+			return fmt.Errorf("meta: corrupt staged plan of %s: %w", c.ID, err)
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	exBlobs := make(map[Digest]bool, len(c.Exclude.Blobs))
+	for _, d := range c.Exclude.Blobs {
+		exBlobs[d] = true
+	}
+	exManifests := make(map[ManifestRef]bool, len(c.Exclude.Manifests))
+	for _, m := range c.Exclude.Manifests {
+		exManifests[m] = true
+	}
+	exItems := make(map[TrashRef]bool, len(c.Exclude.Items))
+	for _, it := range c.Exclude.Items {
+		exItems[TrashRef{Workspace: it.Workspace, ID: it.ID}] = true
+	}
 	// From here on only writes: the mark found every key on its snapshot,
 	// and nothing that changed those keys since is in the sweep (the dirty
-	// entries kept it out), so the sweep reads nothing. That keeps its apply,
-	// and with it the write pause, in milliseconds for tens of thousands of
-	// records.
+	// entries and the re-mark kept it out), so the sweep reads nothing more.
+	// That keeps its apply, and with it the write pause, in milliseconds for
+	// tens of thousands of records.
 	var got GCCounts
-	for _, it := range c.Items {
+	for _, it := range plan.Items {
+		if exItems[TrashRef{Workspace: it.Workspace, ID: it.ID}] {
+			continue
+		}
 		if err := deleteRange(txn, payloadPrefix(it.Workspace, it.ID), prefixEnd(payloadPrefix(it.Workspace, it.ID))); err != nil {
 			return err
 		}
@@ -598,7 +673,10 @@ func applyGCSweep(txn Txn, c *GCSweep) error {
 			got.Workspaces++
 		}
 	}
-	for _, m := range c.Manifests {
+	for _, m := range plan.Manifests {
+		if exManifests[ManifestRef{Repo: m.Repo, Digest: m.Digest}] {
+			continue
+		}
 		if m.Subject != "" {
 			if err := txn.Delete(referrerKey(m.Repo, m.Subject, m.Digest)); err != nil {
 				return err
@@ -609,8 +687,11 @@ func applyGCSweep(txn Txn, c *GCSweep) error {
 		}
 		got.Manifests++
 	}
-	swept := make(SweptBlobs, len(c.Blobs))
-	for i, b := range c.Blobs {
+	swept := make(SweptBlobs, 0, len(blobs))
+	for _, b := range blobs {
+		if exBlobs[b.Digest] {
+			continue
+		}
 		for _, repo := range b.Repos {
 			if err := txn.Delete(linkKey(repo, b.Digest)); err != nil {
 				return err
@@ -626,17 +707,17 @@ func applyGCSweep(txn Txn, c *GCSweep) error {
 		if err := txn.Delete(blobKey(b.Digest)); err != nil {
 			return err
 		}
-		swept[i] = SweptBlob{Digest: b.Digest, Size: b.Size}
+		swept = append(swept, SweptBlob{Digest: b.Digest, Size: b.Size})
 		got.Blobs++
 		got.Bytes += b.Size
 	}
 	if len(swept) > 0 {
-		if err := txn.Set(gcSweptKey(c.ID), encodeJSON(swept)); err != nil {
+		if err := txn.Set(gcSweptKey(c.ID), swept.text()); err != nil {
 			return err
 		}
 	}
-	run.MarkIndex, run.Candidates, run.Reclaimed = c.MarkIndex, c.Candidates, got
-	run.Mark, run.Pause, run.ExpectedNodes = c.Mark, c.Pause, c.ExpectedNodes
+	run.MarkIndex, run.Candidates, run.Reclaimed = plan.MarkIndex, c.Candidates, got
+	run.Mark, run.Pause, run.ExpectedNodes = plan.Mark, c.Pause, c.ExpectedNodes
 	run.Duration = c.Time.Sub(run.Started)
 	return endRun(txn, run, GCDone, c.Time)
 }
@@ -734,17 +815,26 @@ func applyGCNodeDone(txn Txn, c *GCNodeDone) error {
 // Reachability.
 
 // GCPlan is what a mark found: what the sweep would remove, and the mark's
-// figures.
+// figures. As a command, the leader stages it (ID, Leader, MarkIndex, Mark,
+// Time set) before it pauses writes: the sweep then only names what the
+// re-mark took back from it.
 type GCPlan struct {
-	Options   GCOptions
-	Blobs     SweptBlobs      // unreachable blobs past the grace period
-	Manifests []SweptManifest // untagged manifests nothing reaches (DeleteUntagged)
-	Items     []TrashRef      // trash items past the retention
-	Counts    GCCounts        // what the plan removes, by kind (trash items by their kind too)
+	ID        string          `json:"id"`
+	Leader    string          `json:"leader"`
+	MarkIndex uint64          `json:"markIndex"`
+	Mark      time.Duration   `json:"mark"`
+	Blobs     SweptBlobs      `json:"blobs,omitempty"`     // unreachable blobs past the grace period
+	Manifests []SweptManifest `json:"manifests,omitempty"` // untagged manifests nothing reaches (DeleteUntagged)
+	Items     []TrashRef      `json:"items,omitempty"`     // trash items past the retention
+	Time      time.Time       `json:"time"`
 
+	Options GCOptions `json:"-"`
+	Counts  GCCounts  `json:"-"` // what the plan removes, by kind (trash items by their kind too)
 	// Figures of the mark.
-	ScannedManifests, ScannedBlobs, Reachable int
-	Truncated                                 bool // more than one sweep may take: the rest waits for the next run
+	ScannedManifests int  `json:"-"`
+	ScannedBlobs     int  `json:"-"`
+	Reachable        int  `json:"-"`
+	Truncated        bool `json:"-"` // more than one sweep may take: the rest waits for the next run
 }
 
 // manifestNode is a manifest in the mark graph.
@@ -1110,10 +1200,12 @@ func (w *walker) walk(root spaceRef) {
 }
 
 // Remark takes back from plan what the dirty entries and the touched digests
-// made reachable since the mark: touched and dirty blobs, and everything a
-// dirty manifest reaches in the current state r. Writes are paused while it
-// runs, so r does not change under it.
-func Remark(r Reader, plan *GCPlan, dirty []DirtyEntry, touched []Digest) {
+// made reachable since the mark: touched and dirty blobs, dirty trash items,
+// and everything a dirty manifest reaches in the current state r; it returns
+// what it took back. Writes are paused while it runs, so r does not change
+// under it. It may run again with more entries: what it took stays taken.
+func Remark(r Reader, plan *GCPlan, dirty []DirtyEntry, touched []Digest) GCExclusions {
+	var ex GCExclusions
 	w := &walker{r: r, seen: map[spaceRef]bool{}, blobs: map[Digest]bool{}}
 	for _, d := range touched {
 		w.blobs[d] = true
@@ -1131,30 +1223,45 @@ func Remark(r Reader, plan *GCPlan, dirty []DirtyEntry, touched []Digest) {
 		}
 	}
 	if len(w.blobs) == 0 && len(w.seen) == 0 && len(items) == 0 {
-		return
+		return ex
 	}
 	its := plan.Items[:0]
 	for _, it := range plan.Items {
-		if !items[TrashRef{Workspace: it.Workspace, ID: it.ID}] {
+		if items[TrashRef{Workspace: it.Workspace, ID: it.ID}] {
+			ex.Items = append(ex.Items, TrashRef{Workspace: it.Workspace, ID: it.ID})
+		} else {
 			its = append(its, it)
 		}
 	}
 	plan.Items = its
 	blobs := plan.Blobs[:0]
 	for _, b := range plan.Blobs {
-		if !w.blobs[b.Digest] {
+		if w.blobs[b.Digest] {
+			ex.Blobs = append(ex.Blobs, b.Digest)
+		} else {
 			blobs = append(blobs, b)
 		}
 	}
 	plan.Blobs = blobs
 	ms := plan.Manifests[:0]
 	for _, m := range plan.Manifests {
-		if !w.seen[spaceRef{ref: ManifestRef{Repo: m.Repo, Digest: m.Digest}}] {
+		ref := ManifestRef{Repo: m.Repo, Digest: m.Digest}
+		if w.seen[spaceRef{ref: ref}] {
+			ex.Manifests = append(ex.Manifests, ref)
+		} else {
 			ms = append(ms, m)
 		}
 	}
 	plan.Manifests = ms
 	plan.count()
+	return ex
+}
+
+// Add appends more exclusions (a second re-mark's).
+func (e *GCExclusions) Add(more GCExclusions) {
+	e.Blobs = append(e.Blobs, more.Blobs...)
+	e.Manifests = append(e.Manifests, more.Manifests...)
+	e.Items = append(e.Items, more.Items...)
 }
 
 // decodeManifestHeader decodes a manifest record's header without copying its

@@ -21,19 +21,26 @@ func gcRun(t *testing.T, txn *memTxn, seq *uint64, opts GCOptions) *GCRun {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stage(t, txn, seq, id, plan, markIndex)
 	applyOK(t, txn, seq, &GCPause{ID: id, Leader: "n1", Time: opts.Now})
 	dirty, last, err := ReadDirty(txn, markIndex)
 	if err != nil {
 		t.Fatal(err)
 	}
-	Remark(txn, plan, dirty, nil)
-	applyOK(t, txn, seq, &GCSweep{ID: id, Leader: "n1", MarkIndex: markIndex, DirtyThrough: last,
-		Blobs: plan.Blobs, Manifests: plan.Manifests, Items: plan.Items, Candidates: plan.Counts, Time: opts.Now})
+	ex := Remark(txn, plan, dirty, nil)
+	applyOK(t, txn, seq, &GCSweep{ID: id, Leader: "n1", DirtyThrough: last, Exclude: ex, Candidates: plan.Counts, Time: opts.Now})
 	run, err := GetGCRun(txn, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return run
+}
+
+// stage commits plan as the leader does before it pauses.
+func stage(t *testing.T, txn *memTxn, seq *uint64, id string, plan *GCPlan, markIndex uint64) {
+	t.Helper()
+	plan.ID, plan.Leader, plan.MarkIndex = id, "n1", markIndex
+	applyOK(t, txn, seq, plan)
 }
 
 func blobNames(t *testing.T, r Reader, names ...string) []string {
@@ -282,19 +289,20 @@ func TestGCRunSlotAndDirtyCheck(t *testing.T) {
 	}
 	// A mount of the candidate after the snapshot: dirty, so the re-mark keeps it.
 	applyOK(t, txn, &seq, &PutBlob{Repo: "b/y", Digest: dg("old"), Size: 3, Time: now})
+	stage(t, txn, &seq, "gc-1", plan, markIndex)
 	applyErr(t, txn, &seq, &GCPause{ID: "gc-1", Leader: "n2", Time: now}, ErrConflict) // another leader's
 	applyOK(t, txn, &seq, &GCPause{ID: "gc-1", Leader: "n1", Time: now})
 	if p, _ := WritesPaused(txn); !p {
 		t.Fatal("writes not paused")
 	}
 	// A sweep that did not see the dirty entry is refused and changes nothing.
-	applyErr(t, txn, &seq, &GCSweep{ID: "gc-1", Leader: "n1", DirtyThrough: markIndex, Blobs: plan.Blobs, Time: now}, ErrConflict)
+	applyErr(t, txn, &seq, &GCSweep{ID: "gc-1", Leader: "n1", DirtyThrough: markIndex, Time: now}, ErrConflict)
 	dirty, last, _ := ReadDirty(txn, markIndex)
-	Remark(txn, plan, dirty, nil)
-	if len(plan.Blobs) != 0 {
-		t.Fatalf("re-mark kept %v as candidates", plan.Blobs)
+	ex := Remark(txn, plan, dirty, nil)
+	if len(plan.Blobs) != 0 || len(ex.Blobs) != 1 {
+		t.Fatalf("re-mark kept %v as candidates, excluded %v", plan.Blobs, ex.Blobs)
 	}
-	applyOK(t, txn, &seq, &GCSweep{ID: "gc-1", Leader: "n1", DirtyThrough: last, Blobs: plan.Blobs, Time: now})
+	applyOK(t, txn, &seq, &GCSweep{ID: "gc-1", Leader: "n1", DirtyThrough: last, Exclude: ex, Time: now})
 	if _, err := GetBlob(txn, dg("old")); err != nil {
 		t.Errorf("mounted blob swept: %v", err)
 	}
@@ -342,12 +350,13 @@ func TestGCSweepSkipsItemDeletedAgain(t *testing.T) {
 	// Restored and deleted again after the mark: a fresh item, not the old
 	// one; the dirty entries take it out of the plan.
 	mark := seq
+	stage(t, txn, &seq, "gc-1", plan, mark)
 	applyOK(t, txn, &seq, &Restore{Workspace: "a", ID: TagItemID("a/app", "v1"), Time: now})
 	applyOK(t, txn, &seq, &DeleteTag{Repo: "a/app", Tag: "v1", Time: now})
 	applyOK(t, txn, &seq, &GCPause{ID: "gc-1", Leader: "n1", Time: now})
 	dirty, last, _ := ReadDirty(txn, mark)
-	Remark(txn, plan, dirty, nil)
-	applyOK(t, txn, &seq, &GCSweep{ID: "gc-1", Leader: "n1", DirtyThrough: last, Items: plan.Items, Time: now})
+	ex := Remark(txn, plan, dirty, nil)
+	applyOK(t, txn, &seq, &GCSweep{ID: "gc-1", Leader: "n1", DirtyThrough: last, Exclude: ex, Time: now})
 	if _, err := GetTrashItem(txn, "a", TagItemID("a/app", "v1")); err != nil {
 		t.Errorf("a delete made after the mark was reclaimed: %v", err)
 	}

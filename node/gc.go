@@ -542,6 +542,14 @@ func (n *Node) runGC(ctx context.Context, run *meta.GCRun) {
 		return
 	}
 
+	// Stage the plan through Raft while writes go on: the sweep, in the
+	// pause, then only names what the re-mark takes back.
+	plan.ID, plan.Leader, plan.MarkIndex, plan.Mark, plan.Time = run.ID, g.incarnation, markIndex, markDur, n.clock()
+	if err := n.proposeDirect(ctx, plan); err != nil {
+		fail("stage the plan", err)
+		return
+	}
+
 	// Pause writes, re-mark what changed, sweep, resume.
 	pauseStart := time.Now()
 	g.closeGate()
@@ -564,7 +572,7 @@ func (n *Node) runGC(ctx context.Context, run *meta.GCRun) {
 		return
 	}
 	expected := n.gcNodes()
-	var sweep *meta.GCSweep
+	var exclude meta.GCExclusions
 	for attempt := 0; ; attempt++ {
 		cur := n.fsm.Reader()
 		dirty, last, err := meta.ReadDirty(cur, markIndex)
@@ -572,10 +580,9 @@ func (n *Node) runGC(ctx context.Context, run *meta.GCRun) {
 			fail("read dirty entries", err)
 			return
 		}
-		meta.Remark(cur, plan, dirty, touched)
-		sweep = &meta.GCSweep{ID: run.ID, Leader: g.incarnation, MarkIndex: markIndex, DirtyThrough: last,
-			Blobs: plan.Blobs, Manifests: plan.Manifests, Items: plan.Items, Candidates: plan.Counts,
-			Mark: markDur, Pause: time.Since(pauseStart), ExpectedNodes: expected, Time: n.clock()}
+		exclude.Add(meta.Remark(cur, plan, dirty, touched))
+		sweep := &meta.GCSweep{ID: run.ID, Leader: g.incarnation, DirtyThrough: last, Exclude: exclude,
+			Candidates: plan.Counts, Pause: time.Since(pauseStart), ExpectedNodes: expected, Time: n.clock()}
 		err = n.proposeDirect(ctx, sweep)
 		if err == nil {
 			break
@@ -595,8 +602,8 @@ func (n *Node) runGC(ctx context.Context, run *meta.GCRun) {
 	if err := n.proposeDirect(context.WithoutCancel(ctx), &meta.GCStats{ID: run.ID, Pause: pause, Duration: total, Time: n.clock()}); err != nil {
 		log.Warn("gc: record figures", "err", err)
 	}
-	log.Info("gc: swept", "mark", markDur, "pause", pause, "took", total, "blobs", len(sweep.Blobs),
-		"manifests", len(sweep.Manifests), "trash_items", len(sweep.Items), "touched", len(touched))
+	log.Info("gc: swept", "mark", markDur, "pause", pause, "took", total, "blobs", len(plan.Blobs),
+		"manifests", len(plan.Manifests), "trash_items", len(plan.Items), "touched", len(touched))
 }
 
 func isLeadershipError(err error) bool {

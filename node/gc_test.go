@@ -494,6 +494,97 @@ func TestGCReclaimsOnEveryNode(t *testing.T) {
 	if !strings.Contains(string(r.body), fmt.Sprintf("berth_gc_reclaimed_bytes_total %d", want)) {
 		t.Errorf("reclaimed bytes metric: want %d", want)
 	}
+
+	// fsck finds a damaged copy and an orphan file; --repair fixes both.
+	victim := c.nodes[2]
+	bad := sha(keep.blobs[2])
+	p, err := victim.blobs.Path(digest.Digest(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, bytes.Repeat([]byte("X"), len(keep.blobs[2])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orphan := []byte("a file no metadata names")
+	if _, err := victim.blobs.Put(context.Background(), bytes.NewReader(orphan), digest.Digest(sha(orphan))); err != nil {
+		t.Fatal(err)
+	}
+	rep := fsck(t, c.urls[0], false)
+	n3 := rep.node(victim.cfg.NodeID)
+	if rep.Clean || len(n3.Corrupt) != 1 || n3.Corrupt[0] != bad || len(n3.Orphans) != 1 || n3.Orphans[0] != sha(orphan) {
+		t.Fatalf("fsck of a damaged node: %+v", n3)
+	}
+	rep = fsck(t, c.urls[1], true)
+	if n3 := rep.node(victim.cfg.NodeID); !rep.Clean || n3.Repaired != 1 || n3.OrphansRemoved != 1 {
+		t.Fatalf("fsck --repair: %+v", rep)
+	}
+	fsckClean(t, c.urls[2])
+	if err := keep.pull(c.urls[2]); err != nil {
+		t.Errorf("after the repair: %v", err)
+	}
+}
+
+type fsckNodeReport struct {
+	Node                              string
+	Checked, Repaired, OrphansRemoved int
+	Missing, Corrupt, Orphans, Errors []string
+}
+
+type fsckReport struct {
+	Clean bool
+	Nodes []fsckNodeReport
+}
+
+func (r *fsckReport) node(id string) fsckNodeReport {
+	for _, n := range r.Nodes {
+		if n.Node == id {
+			return n
+		}
+	}
+	return fsckNodeReport{}
+}
+
+// fsck runs fsck through base.
+func fsck(t *testing.T, base string, repair bool) *fsckReport {
+	t.Helper()
+	body, _ := json.Marshal(map[string]bool{"repair": repair})
+	r := do(t, "POST", base+"/api/v1/fsck", body, "Content-Type", "application/json")
+	var rep fsckReport
+	if r.status != 200 || json.Unmarshal(r.body, &rep) != nil {
+		t.Fatalf("fsck: %d %s", r.status, r.body)
+	}
+	return &rep
+}
+
+func TestGCSchedule(t *testing.T) {
+	n, base := startNode(t, t.TempDir())
+	n.gc.setSettings(gcSettings{schedule: 500 * time.Millisecond})
+	var runs struct {
+		Items []gcRunReport `json:"items"`
+	}
+	list := func() int {
+		runs.Items = nil
+		r := do(t, "GET", base+"/api/v1/gc", nil)
+		if err := json.Unmarshal(r.body, &runs); err != nil {
+			t.Fatal(err)
+		}
+		return len(runs.Items)
+	}
+	waitFor(t, 20*time.Second, "two scheduled runs", func() bool { return list() >= 2 })
+	for _, run := range runs.Items {
+		if run.State != meta.GCDone && run.State != meta.GCMarking && run.State != meta.GCRequested {
+			t.Errorf("scheduled run %s: %s %v", run.ID, run.State, run.Errors)
+		}
+	}
+	r := do(t, "GET", base+"/api/v1/gc/"+runs.Items[0].ID, nil)
+	if !strings.Contains(string(r.body), `"startedBy":"schedule"`) {
+		t.Errorf("scheduled run: %s", r.body)
+	}
+	// Only cloud admins start runs.
+	if r := doNoAuth(t, "POST", base+"/api/v1/gc", nil); r.status != http.StatusUnauthorized {
+		t.Errorf("anonymous gc: %d, want 401", r.status)
+	}
 }
 
 // TestGCWhilePushing runs a GC while clients push images that share base
@@ -813,14 +904,17 @@ func TestGCLeaderLost(t *testing.T) {
 // TestGCScale loads 100,000 blobs and 10,000 manifests into one node's
 // metadata (through commands, as pushes would), deletes a tenth of the
 // images, and measures a run: mark and sweep duration, the write pause, and
-// the latency of pushes during the run against pushes without one.
+// the latency of pushes during the run against pushes without one. Then a
+// second run after a hundred more deletes.
 func TestGCScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads 110,000 commands")
 	}
 	n, base := startNode(t, t.TempDir())
 	n.gc.setSettings(gcSettings{})
-	const manifests, blobsPer, deleted = 10000, 10, 1000
+	// A tenth of that under -race (gcScaleDivisor): the figures to report
+	// come from a run without it.
+	const manifests, blobsPer, deleted = 10000 / gcScaleDivisor, 10, 1000 / gcScaleDivisor
 	loadStart := time.Now()
 	ctx := context.Background()
 	propose := func(c meta.Command) error { return n.Propose(ctx, c) }
@@ -901,6 +995,8 @@ func TestGCScale(t *testing.T) {
 	id := startGC(t, base, nil)
 	run := waitGC(t, base, id, false)
 	wall := time.Since(start)
+	// The node's report comes after the final figures of the run (GCStats).
+	run = waitGC(t, base, id, true)
 	close(stop)
 	<-done
 	if run.State != meta.GCDone {
@@ -920,4 +1016,16 @@ func TestGCScale(t *testing.T) {
 	if run.PauseSeconds > 0.1 {
 		t.Logf("the write pause %.1fms is over the 100ms target (race detector or a loaded machine?)", run.PauseSeconds*1000)
 	}
+
+	// A more usual run: a hundred images deleted since the last one.
+	for i := 0; i < deleted/10; i++ {
+		j := i*(manifests/deleted) + 1
+		content := []byte(fmt.Sprintf(`{"image":%d}`, j))
+		if err := propose(&meta.DeleteManifest{Repo: fmt.Sprintf("a/img%03d", j%500), Digest: meta.DigestOf("sha256", content), Time: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run = waitGC(t, base, startGC(t, base, nil), true)
+	t.Logf("second run, %d images deleted: mark %.1fms, pause %.2fms, mark+sweep %.1fms; reclaimed %d blobs",
+		deleted/10, run.MarkSeconds*1000, run.PauseSeconds*1000, run.DurationSeconds*1000, run.Reclaimed.Blobs)
 }

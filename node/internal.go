@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -263,9 +264,58 @@ func (n *Node) forwardPropose(ctx context.Context, data []byte) error {
 // time of the call (Raft's ReadIndex over the internal API). A local read that
 // misses calls it before answering 404, so a follower never says "unknown" from
 // stale state.
+//
+// Concurrent callers share rounds, as etcd batches its linearizable reads: a
+// caller waits for the next round that starts after it arrived, so one leader
+// round trip serves every read that queued meanwhile.
 func (n *Node) ReadBarrier(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
+	ch := make(chan error, 1)
+	b := &n.reads
+	b.mu.Lock()
+	b.waiting = append(b.waiting, ch)
+	if !b.running {
+		b.running = true
+		go n.readRounds()
+	}
+	b.mu.Unlock()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: read barrier: %v", api.ErrUnavailable, ctx.Err())
+	}
+}
+
+// readBatcher queues the callers of ReadBarrier for the next round.
+type readBatcher struct {
+	mu      sync.Mutex // guards the fields below
+	waiting []chan error
+	running bool
+}
+
+func (n *Node) readRounds() {
+	b := &n.reads
+	for {
+		b.mu.Lock()
+		batch := b.waiting
+		b.waiting = nil
+		if len(batch) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := n.readBarrierOnce(ctx)
+		cancel()
+		n.metrics.readBarriers.Inc()
+		for _, ch := range batch {
+			ch <- err
+		}
+	}
+}
+
+func (n *Node) readBarrierOnce(ctx context.Context) error {
 	if n.cluster.IsLeader() {
 		if err := n.cluster.VerifyLeader(ctx); err != nil {
 			return fmt.Errorf("%w: %v", api.ErrUnavailable, err)

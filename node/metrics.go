@@ -11,6 +11,7 @@ type nodeMetrics struct {
 	repairs          prometheus.Counter
 	backlog          prometheus.Gauge
 	forwarded        prometheus.Counter
+	readBarriers     prometheus.Counter
 }
 
 func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
@@ -38,8 +39,11 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_cluster_forwarded_proposals_total", Help: "Metadata commands forwarded to the leader.",
 		}),
+		readBarriers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_cluster_read_barriers_total", Help: "Read-index rounds (each serves every read that queued for it).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.replicateSeconds, m.replicaBytes, m.replicaReceived, m.fetchedBlobs, m.repairs, m.backlog, m.forwarded} {
+	for _, c := range []prometheus.Collector{m.replicateSeconds, m.replicaBytes, m.replicaReceived, m.fetchedBlobs, m.repairs, m.backlog, m.forwarded, m.readBarriers} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

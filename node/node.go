@@ -46,6 +46,7 @@ type Node struct {
 	status  *nodeStatus // cluster status, node removal, disk and blob gauges
 	peers   *peerClient
 	fetches fetchGroup
+	reads   readBatcher
 	tls     *tlsState // certificates (tls.go)
 	audit   *auditLog // batches audit events into Raft (audit.go)
 	gc      *gcState  // garbage collection: write gate, touched blobs, coordinator (gc.go)
