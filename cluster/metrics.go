@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,16 @@ func newMetrics(reg prometheus.Registerer, r *raft.Raft, applied func() uint64) 
 			func() float64 { return float64(applied()) }),
 		gauge("berth_raft_last_log_index", "Index of the last entry in this node's raft log.",
 			func() float64 { return float64(r.LastIndex()) }),
+		gauge("berth_raft_last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader; every follower exports its own).",
+			func() float64 {
+				if r.State() == raft.Leader {
+					return 0
+				}
+				if t := r.LastContact(); !t.IsZero() {
+					return time.Since(t).Seconds()
+				}
+				return -1
+			}),
 	}
 	if reg == nil {
 		return m, nil

@@ -186,3 +186,34 @@ func ScanBlobs(r Reader, last Digest, fn func(b *Blob) error) error {
 		return fn(b)
 	})
 }
+
+// WorkspaceUsage returns, per workspace, the bytes of the distinct blobs linked
+// into its repositories (a layer shared by two repositories of a workspace
+// counts once).
+func WorkspaceUsage(r Reader) (map[string]int64, error) {
+	seen := map[string]map[Digest]bool{}
+	err := scanPrefix(r, []byte("l/"), nil, func(k, _ []byte) error {
+		repo, d, ok := strings.Cut(string(k[2:]), sep)
+		if !ok {
+			return nil
+		}
+		ws := WorkspaceOf(repo)
+		if seen[ws] == nil {
+			seen[ws] = map[Digest]bool{}
+		}
+		seen[ws][Digest(d)] = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(seen))
+	for ws, ds := range seen {
+		for d := range ds {
+			if b, err := GetBlob(r, d); err == nil {
+				out[ws] += b.Size
+			}
+		}
+	}
+	return out, nil
+}

@@ -15,11 +15,14 @@ import (
 // Config is a node's configuration. The YAML keys are the flag names with
 // underscores (data_dir for --data-dir).
 type Config struct {
-	NodeID     string        `yaml:"node_id"`
-	DataDir    string        `yaml:"data_dir"`
-	Listen     string        `yaml:"listen"`      // HTTP address of the registry API
-	RaftListen string        `yaml:"raft_listen"` // "" for a single node (no Raft port)
-	UploadTTL  time.Duration `yaml:"upload_ttl"`  // idle upload sessions expire after this
+	NodeID  string `yaml:"node_id"`
+	DataDir string `yaml:"data_dir"`
+	Listen  string `yaml:"listen"` // HTTP address of the registry API
+	// MetricsListen, when set, serves /metrics on its own address (and no
+	// longer on Listen), for a scrape network apart from clients.
+	MetricsListen string        `yaml:"metrics_listen"`
+	RaftListen    string        `yaml:"raft_listen"` // "" for a single node (no Raft port)
+	UploadTTL     time.Duration `yaml:"upload_ttl"`  // idle upload sessions expire after this
 	// ShutdownTimeout bounds how long in-flight requests may take to finish on
 	// SIGTERM before their connections are closed.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`

@@ -1,6 +1,13 @@
 package node
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berth-registry/berth/meta"
+)
 
 // nodeMetrics are the replication subsystem's collectors.
 type nodeMetrics struct {
@@ -12,6 +19,7 @@ type nodeMetrics struct {
 	backlog          prometheus.Gauge
 	forwarded        prometheus.Counter
 	readBarriers     prometheus.Counter
+	replicationLag   prometheus.Histogram
 }
 
 func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
@@ -39,14 +47,53 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_cluster_forwarded_proposals_total", Help: "Metadata commands forwarded to the leader.",
 		}),
+		replicationLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "berth_replication_lag_seconds",
+			Help:    "Time from a blob being recorded to the replicator copying it onto this node.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
+		}),
 		readBarriers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_cluster_read_barriers_total", Help: "Read-index rounds (each serves every read that queued for it).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.replicateSeconds, m.replicaBytes, m.replicaReceived, m.fetchedBlobs, m.repairs, m.backlog, m.forwarded, m.readBarriers} {
+	for _, c := range []prometheus.Collector{m.replicateSeconds, m.replicaBytes, m.replicaReceived, m.fetchedBlobs, m.repairs, m.backlog, m.forwarded, m.readBarriers, m.replicationLag} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// workspaceUsage exports berth_workspace_stored_bytes{workspace}: the bytes of
+// the distinct blobs linked into each workspace, from the metadata (the same on
+// every node). Workspaces are created by admins, so the label is bounded by
+// them; the figure is recomputed at most once a minute.
+type workspaceUsage struct {
+	n    *Node
+	desc *prometheus.Desc
+
+	mu   sync.Mutex // guards the fields below
+	at   time.Time
+	last map[string]int64
+}
+
+func newWorkspaceUsage(n *Node) *workspaceUsage {
+	return &workspaceUsage{n: n, desc: prometheus.NewDesc("berth_workspace_stored_bytes",
+		"Bytes of the distinct blobs linked into a workspace's repositories.", []string{"workspace"}, nil)}
+}
+
+func (w *workspaceUsage) Describe(ch chan<- *prometheus.Desc) { ch <- w.desc }
+
+func (w *workspaceUsage) Collect(ch chan<- prometheus.Metric) {
+	w.mu.Lock()
+	if w.last == nil || time.Since(w.at) > time.Minute {
+		if usage, err := meta.WorkspaceUsage(w.n.fsm.Reader()); err == nil {
+			w.last, w.at = usage, time.Now()
+		}
+	}
+	usage := w.last
+	w.mu.Unlock()
+	for ws, b := range usage {
+		ch <- prometheus.MustNewConstMetric(w.desc, prometheus.GaugeValue, float64(b), ws)
+	}
 }

@@ -42,14 +42,16 @@ type Node struct {
 	blobs   *blobstore.Store
 	api     *api.Server
 	http    *http.Server
-	metrics *nodeMetrics
-	status  *nodeStatus // cluster status, node removal, disk and blob gauges
-	peers   *peerClient
-	fetches fetchGroup
-	reads   readBatcher
-	tls     *tlsState // certificates (tls.go)
-	audit   *auditLog // batches audit events into Raft (audit.go)
-	gc      *gcState  // garbage collection: write gate, touched blobs, coordinator (gc.go)
+	// metricsHTTP serves /metrics on --metrics-listen; nil when unset.
+	metricsHTTP *http.Server
+	metrics     *nodeMetrics
+	status      *nodeStatus // cluster status, node removal, disk and blob gauges
+	peers       *peerClient
+	fetches     fetchGroup
+	reads       readBatcher
+	tls         *tlsState // certificates (tls.go)
+	audit       *auditLog // batches audit events into Raft (audit.go)
+	gc          *gcState  // garbage collection: write gate, touched blobs, coordinator (gc.go)
 
 	// internalToken is the node-to-node credential (from the cluster key; a
 	// random one for a single node, whose internal API nobody else calls).
@@ -90,6 +92,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if n.metrics, err = newNodeMetrics(n.reg); err != nil {
 		return nil, err
 	}
+	n.reg.MustRegister(newWorkspaceUsage(n))
 	if n.status, err = newNodeStatus(n, n.reg); err != nil {
 		return nil, err
 	}
@@ -190,8 +193,9 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	metrics := promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg})
 	// No http.ServeMux: it would clean and redirect paths such as /v2/a/../b,
 	// which the registry must refuse as invalid names instead.
+	// With a separate metrics address, /metrics is served only there.
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/metrics" {
+		if r.URL.Path == "/metrics" && cfg.MetricsListen == "" {
 			metrics.ServeHTTP(w, r)
 			return
 		}
@@ -207,6 +211,18 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		TLSConfig:         n.tls.serverConfig(), // nil: plain HTTP
+	}
+	if cfg.MetricsListen != "" {
+		n.metricsHTTP = &http.Server{
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/metrics" {
+					http.NotFound(w, r)
+					return
+				}
+				metrics.ServeHTTP(w, r)
+			}),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
 	}
 	ok = true
 	return n, nil
@@ -244,6 +260,20 @@ func (n *Node) Start(ctx context.Context) error {
 	plain, err := n.listenPlain()
 	if err != nil {
 		return err
+	}
+	if n.metricsHTTP != nil {
+		mln, err := net.Listen("tcp", n.cfg.MetricsListen)
+		if err != nil {
+			if plain != nil {
+				plain.Close()
+			}
+			return fmt.Errorf("node: metrics listener: %w", err)
+		}
+		go func() {
+			if err := n.metricsHTTP.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("metrics listener stopped", "err", err)
+			}
+		}()
 	}
 	ok = true
 	n.mu.Lock()
@@ -327,6 +357,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.draining.Store(true)
 		if n.gossip != nil {
 			_ = n.gossip.SetDraining(true)
+		}
+		if n.metricsHTTP != nil {
+			_ = n.metricsHTTP.Close()
 		}
 		if err := n.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))

@@ -261,6 +261,9 @@ func (n *Node) fetchFrom(ctx context.Context, p peer, d digest.Digest) error {
 	}
 	n.metrics.fetchedBlobs.Inc()
 	n.metrics.replicaBytes.Add(float64(size))
+	if b, err := meta.GetBlob(n.fsm.Reader(), meta.Digest(d)); err == nil {
+		n.metrics.replicationLag.Observe(n.clock().Sub(b.Created).Seconds())
+	}
 	return n.Propose(ctx, &meta.SetBlobLocation{Digest: meta.Digest(d), Node: n.cfg.NodeID, Time: n.clock()})
 }
 

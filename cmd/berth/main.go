@@ -87,6 +87,7 @@ func serveConfig(args []string, stderr io.Writer) (node.Config, error) {
 	fs.String("config", "", "YAML configuration file; its keys are the flag names with underscores (data_dir for --data-dir)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for metadata and blobs")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP address of the registry API")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "serve /metrics on this address only (default: on --listen)")
 	fs.StringVar(&cfg.NodeID, "node-id", cfg.NodeID, "this node's id (letters, digits, '-', '_'); never change it for a data directory")
 	fs.DurationVar(&cfg.UploadTTL, "upload-ttl", cfg.UploadTTL, "idle upload sessions expire after this")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may run on shutdown")
