@@ -25,9 +25,12 @@ import (
 //
 // GCStart (any node, from the management API or the schedule) records a
 // requested run; the leader's coordinator claims it (GCBegin, naming itself),
-// marks on a snapshot of the state, pauses writes (GCPause: every node's write
-// path waits while a run is paused), re-marks what changed since the snapshot
-// and commits one GCSweep that drops the metadata of everything unreachable and
+// marks on a snapshot of the state and stages what it found (GCPlan: every key
+// the sweep will delete, found on the snapshot), all while writes go on. Then
+// it pauses writes (GCPause: every node's write path waits while a run is
+// paused), re-marks what changed since the snapshot and commits one GCSweep
+// that names only what the re-mark took back from the plan; its apply drops
+// the metadata of everything else in the plan without reading it again, and
 // ends the pause. A new leader aborts a run another leader claimed: marking has
 // no effect on the state, and a sweep is one command, so a run is never half
 // swept. After the sweep every node deletes its files for the swept digests and

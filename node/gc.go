@@ -31,7 +31,8 @@ import (
 //
 // The leader's coordinator (gcLoop on every node; only the leader acts) runs
 // the requested run: it claims it (GCBegin), tells every live node the run
-// began, marks on a Pebble snapshot while writes go on, then pauses writes:
+// began, marks on a Pebble snapshot and stages the plan through Raft
+// (GCPlan), all while writes go on, then pauses writes:
 // it closes its in-memory write gate and commits GCPause, which every node's
 // write path obeys (Propose waits while a run is paused: writes wait, they are
 // not failed; the wait is bounded by maxPauseWait, past which the sweep's
