@@ -195,19 +195,3 @@ func (s *Server) patchWorkspace(w http.ResponseWriter, r *http.Request, p *Princ
 	return s.replyWorkspace(w, r, p, http.StatusOK, name)
 }
 
-// deleteWorkspace: the project's admins; meta refuses (409) while the workspace
-// holds repositories.
-func (s *Server) deleteWorkspace(w http.ResponseWriter, r *http.Request, p *Principal, ps httprouter.Params) error {
-	name := ps.ByName("workspace")
-	ws, err := s.visibleWorkspace(p, name)
-	if err != nil {
-		return err
-	}
-	if !administersProject(p, ws.Project) {
-		return mgmtDenied("only the admins of project %s delete its workspaces", ws.Project)
-	}
-	if err := s.propose.Propose(r.Context(), &meta.DeleteWorkspace{Name: name, Time: s.cfg.Clock().UTC()}); err != nil {
-		return err
-	}
-	return mgmtNoContent(w)
-}
