@@ -194,4 +194,3 @@ func (s *Server) patchWorkspace(w http.ResponseWriter, r *http.Request, p *Princ
 	}
 	return s.replyWorkspace(w, r, p, http.StatusOK, name)
 }
-
