@@ -107,6 +107,7 @@ func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, rt v2Route)
 		tags = append(tags, t)
 	}
 	cmd := &meta.PutManifest{
+		By:      s.callerName(r),
 		Repo:    rt.Repo,
 		Digest:  d,
 		Content: content,

@@ -23,6 +23,8 @@ type repositoryJSON struct {
 	Description string          `json:"description"`
 	Created     time.Time       `json:"created"`
 	Tags        int             `json:"tags"`
+	Size        int64           `json:"size"`   // distinct bytes of its tagged images
+	Pushed      time.Time       `json:"pushed"` // the latest tag push
 	Own         bool            `json:"own"`
 }
 
@@ -35,8 +37,28 @@ func (s *Server) repositoryView(p *Principal, ws *meta.Workspace, name string) (
 	if err != nil {
 		return repositoryJSON{}, err
 	}
-	return repositoryJSON{Name: name, Workspace: ws.Name, Project: ws.Project, Visibility: ws.Visibility,
-		Description: repo.Description, Created: repo.Created, Tags: len(tags), Own: ownsWorkspace(p, ws)}, nil
+	out := repositoryJSON{Name: name, Workspace: ws.Name, Project: ws.Project, Visibility: ws.Visibility,
+		Description: repo.Description, Created: repo.Created, Tags: len(tags), Own: ownsWorkspace(p, ws)}
+	seen := map[meta.Digest]bool{}
+	for _, tag := range tags {
+		t, err := meta.GetTag(s.meta, name, tag)
+		if err != nil {
+			continue // deleted since it was listed
+		}
+		if t.Updated.After(out.Pushed) {
+			out.Pushed = t.Updated
+		}
+		info, _, err := meta.GetManifest(s.meta, name, t.Digest)
+		if err != nil {
+			continue
+		}
+		size, err := s.imageSizeSeen(name, info, seen)
+		if err != nil {
+			return repositoryJSON{}, err
+		}
+		out.Size += size
+	}
+	return out, nil
 }
 
 // mgmtMayPull is the repository-level policy's answer for pulling from ws.
@@ -279,6 +301,7 @@ type tagJSON struct {
 	ArtifactType string      `json:"artifactType,omitempty"`
 	Size         int64       `json:"size"`
 	Pushed       time.Time   `json:"pushed"`
+	PushedBy     string      `json:"pushedBy,omitempty"`
 }
 
 // listTagDetails answers the tags of repo, paged by n and last.
@@ -312,7 +335,7 @@ func (s *Server) listTagDetails(w http.ResponseWriter, r *http.Request, repo str
 			return err
 		}
 		out = append(out, tagJSON{Name: name, Digest: t.Digest, MediaType: info.MediaType,
-			ArtifactType: info.ArtifactType, Size: size, Pushed: t.Updated})
+			ArtifactType: info.ArtifactType, Size: size, Pushed: t.Updated, PushedBy: t.PushedBy})
 	}
 	res := mgmtList[tagJSON]{Items: out}
 	if more && len(names) > 0 {
@@ -325,7 +348,12 @@ func (s *Server) listTagDetails(w http.ResponseWriter, r *http.Request, repo str
 // manifests' and their blobs', each distinct digest once. A blob or child that
 // is not recorded (being collected) counts nothing.
 func (s *Server) imageSize(repo string, info *meta.ManifestInfo) (int64, error) {
-	seen := map[meta.Digest]bool{}
+	return s.imageSizeSeen(repo, info, map[meta.Digest]bool{})
+}
+
+// imageSizeSeen is imageSize counting nothing already in seen, which it
+// extends: the distinct bytes of several images of one repository.
+func (s *Server) imageSizeSeen(repo string, info *meta.ManifestInfo, seen map[meta.Digest]bool) (int64, error) {
 	var total int64
 	var add func(m *meta.ManifestInfo, depth int) error
 	add = func(m *meta.ManifestInfo, depth int) error {

@@ -20,6 +20,7 @@ type workspaceJSON struct {
 	Description  string          `json:"description"`
 	Created      time.Time       `json:"created"`
 	Repositories int             `json:"repositories"`
+	Size         int64           `json:"size"` // distinct bytes of the blobs its repositories hold
 	Own          bool            `json:"own"`
 }
 
@@ -28,8 +29,12 @@ func (s *Server) workspaceView(p *Principal, ws *meta.Workspace) (workspaceJSON,
 	if err != nil {
 		return workspaceJSON{}, err
 	}
+	size, err := meta.WorkspaceBytes(s.meta, ws.Name)
+	if err != nil {
+		return workspaceJSON{}, err
+	}
 	return workspaceJSON{Name: ws.Name, Project: ws.Project, Visibility: ws.Visibility,
-		Description: ws.Description, Created: ws.Created, Repositories: n, Own: ownsWorkspace(p, ws)}, nil
+		Description: ws.Description, Created: ws.Created, Repositories: n, Size: size, Own: ownsWorkspace(p, ws)}, nil
 }
 
 // Listing scopes: own (the caller's projects' workspaces), shared (other

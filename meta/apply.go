@@ -240,7 +240,7 @@ func setTag(txn Txn, repo, tag string, d Digest, c *PutManifest) error {
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	if err := txn.Set(tagKey(repo, tag), encodeJSON(Tag{Digest: d, Updated: c.Time})); err != nil {
+	if err := txn.Set(tagKey(repo, tag), encodeJSON(Tag{Digest: d, Updated: c.Time, PushedBy: c.By})); err != nil {
 		return err
 	}
 	return txn.Set(tagIndexKey(repo, d, tag), nil)

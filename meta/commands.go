@@ -89,6 +89,7 @@ type PutManifest struct {
 	Digest  Digest       `json:"digest"`
 	Content []byte       `json:"content"`
 	Tags    []string     `json:"tags,omitempty"`
+	By      string       `json:"by,omitempty"` // who pushed it, recorded on its tags
 	Time    time.Time    `json:"time"`
 }
 

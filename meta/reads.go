@@ -217,3 +217,23 @@ func WorkspaceUsage(r Reader) (map[string]int64, error) {
 	}
 	return out, nil
 }
+
+// WorkspaceBytes returns the bytes of the distinct blobs linked into the
+// repositories of one workspace.
+func WorkspaceBytes(r Reader, ws string) (int64, error) {
+	seen := map[Digest]bool{}
+	var total int64
+	prefix := []byte("l/" + ws + "/")
+	err := scanPrefix(r, prefix, nil, func(k, _ []byte) error {
+		_, d, ok := strings.Cut(string(k[2:]), sep)
+		if !ok || seen[Digest(d)] {
+			return nil
+		}
+		seen[Digest(d)] = true
+		if b, err := GetBlob(r, Digest(d)); err == nil {
+			total += b.Size
+		}
+		return nil
+	})
+	return total, err
+}

@@ -45,9 +45,10 @@ type ManifestInfo struct {
 
 // Tag points a name at a manifest digest.
 type Tag struct {
-	Name    string    `json:"-"`
-	Digest  Digest    `json:"digest"`
-	Updated time.Time `json:"updated"`
+	Name     string    `json:"-"`
+	Digest   Digest    `json:"digest"`
+	Updated  time.Time `json:"updated"`
+	PushedBy string    `json:"pushedBy,omitempty"`
 }
 
 func encodeJSON(v any) []byte {
