@@ -148,7 +148,7 @@ func (n *node) args() []string {
 		// Longer than any fault the nemesis holds: a killed node keeps its
 		// Raft membership and comes back with its data.
 		"--dead-node-timeout", "60s",
-		"--raft-snapshot-threshold", "64", "--raft-snapshot-interval", "2s", "--raft-trailing-logs", "16",
+		"--raft-snapshot-threshold", "64", "--raft-snapshot-interval", "2s", "--raft-trailing-logs", "256",
 		"--token-ttl", "1h", "--shutdown-timeout", "10s",
 	}
 	if n.seed != "" {

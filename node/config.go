@@ -188,6 +188,18 @@ func (c *Config) Validate() error {
 	if c.GCGracePeriod < 0 || c.GCDeletedRetention < 0 || c.GCSchedule < 0 {
 		return errors.New("node: gc grace period, deleted retention and schedule must not be negative")
 	}
+	if c.RaftTrailingLogs != 0 {
+		threshold := c.RaftSnapshotThreshold
+		if threshold == 0 {
+			threshold = 8192 // the cluster package's default
+		}
+		if c.RaftTrailingLogs < 2*threshold {
+			// A node whose own log starts after the snapshot the leader sends
+			// it trips hashicorp/raft's installSnapshot (hashicorp/raft#697);
+			// trailing logs well above the snapshot threshold rule that out.
+			return fmt.Errorf("node: raft trailing logs (%d) must be at least twice the snapshot threshold (%d)", c.RaftTrailingLogs, threshold)
+		}
+	}
 	if c.MinReplicas < 1 || c.Replicas < 0 || c.MaxVoters < 1 || c.ReplicateInterval <= 0 || c.DeadNodeTimeout <= 0 {
 		return errors.New("node: min_replicas and max_voters must be at least 1, replicas at least 0, intervals positive")
 	}
