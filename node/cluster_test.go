@@ -62,6 +62,14 @@ func (c *testCluster) start(i int, cfg Config) {
 }
 
 func newTestCluster(t *testing.T, size int) *testCluster {
+	return newTestClusterWith(t, size, nil)
+}
+
+// newTestClusterWith starts a cluster of size nodes, applying mutate (when not
+// nil) to each node's configuration before it starts, and waits until every
+// node is a voter.
+func newTestClusterWith(t *testing.T, size int, mutate func(cfg *Config)) *testCluster {
+	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "cluster.key")
 	if err := os.WriteFile(key, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
@@ -84,6 +92,9 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 			cfg.Join = []string{seed}
 		} else {
 			seed = cfg.GossipListen
+		}
+		if mutate != nil {
+			mutate(&cfg)
 		}
 		c.start(i, cfg)
 	}

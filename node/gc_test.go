@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -37,38 +36,7 @@ func (c *testClock) set(offset time.Duration) { c.off.Store(int64(offset)) }
 // mutate applied to each node's configuration, and the workspaces a and b.
 func newGCCluster(t *testing.T, size int, mutate func(cfg *Config)) *testCluster {
 	t.Helper()
-	dir := t.TempDir()
-	key := filepath.Join(dir, "cluster.key")
-	if err := os.WriteFile(key, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := &testCluster{t: t, key: key, nodes: make([]*Node, size), urls: make([]string, size), cfgs: make([]Config, size)}
-	var seed string
-	for i := 0; i < size; i++ {
-		cfg := Defaults()
-		cfg.NodeID = fmt.Sprintf("n%d", i+1)
-		cfg.DataDir = filepath.Join(dir, cfg.NodeID)
-		cfg.Listen = "127.0.0.1:0"
-		cfg.RaftListen = freePort(t, "tcp")
-		cfg.GossipListen = freePort(t, "udp")
-		cfg.ClusterKeyFile = key
-		cfg.AdminPassword = testAdminPassword
-		cfg.ReplicateInterval = 200 * time.Millisecond
-		cfg.Zone = fmt.Sprintf("z%d", i%2)
-		if i > 0 {
-			cfg.Join = []string{seed}
-		} else {
-			seed = cfg.GossipListen
-		}
-		if mutate != nil {
-			mutate(&cfg)
-		}
-		c.start(i, cfg)
-	}
-	waitFor(t, 30*time.Second, "all nodes in the raft configuration", func() bool {
-		s, err := c.nodes[0].cluster.Servers()
-		return err == nil && len(s) == size
-	})
+	c := newTestClusterWith(t, size, mutate)
 	waitFor(t, 30*time.Second, "every node sees every other", func() bool {
 		for _, n := range c.nodes {
 			if len(n.livePeers()) != size-1 {
