@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -220,12 +221,17 @@ func TestComposeClusterStarts(t *testing.T) {
 
 func freeLoopback(t *testing.T) string {
 	t.Helper()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	// The processes bind these ports a while after this check, so the ports
+	// come from below Linux's ephemeral range (32768-60999 by default): the
+	// kernel never hands those to other tests' outgoing connections or to
+	// their listeners on port 0, which is how a port checked free here was
+	// once taken before a node bound it.
+	for range 1000 {
+		a := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		l, err := net.Listen("tcp", a)
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		a := l.Addr().String()
 		l.Close()
 		// Gossip binds the same port for UDP.
 		if u, err := net.ListenPacket("udp", a); err == nil {
@@ -233,6 +239,8 @@ func freeLoopback(t *testing.T) string {
 			return a
 		}
 	}
+	t.Fatal("no free loopback port below the ephemeral range")
+	return ""
 }
 
 func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
