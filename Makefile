@@ -32,10 +32,13 @@ cluster: build
 tools:
 	@.ci/install-test-tools.sh
 
-## test: tools, go vet, then every test with -race (the e2e test in cmd/berth included)
+## test: tools, go vet, then every test with -race (the e2e test in cmd/berth and the seeded
+## chaos run included), and the fault injection of the chaos build (-tags chaos)
 test: tools
 	$(GO) vet ./...
+	$(GO) vet -tags chaos ./node/ ./blobstore/
 	BERTH_E2E_REQUIRE=1 $(GO) test -race -timeout 20m ./...
+	$(GO) test -race -tags chaos -run Fault ./node/
 
 vet:
 	$(GO) vet ./...
@@ -55,14 +58,17 @@ lint:
 bench:
 	.ci/bench.sh
 
-## chaos: the fault harness (chaos/) for $(DURATION) with $(SEED) on $(NODES) nodes; ALLOW lists
-## checkers whose failure is a known bug (e.g. ALLOW=linearizable); a failed run keeps its directory
+## chaos: the fault harness (chaos/) for $(DURATION) with $(SEED) on $(NODES) nodes; NETWORK is
+## netns (root) or proxy (default: netns when it works); FAULTS narrows the fault kinds; ALLOW
+## lists checkers whose failure is a known bug; a failed run keeps its directory
 DURATION ?= 10m
 NODES    ?= 3
 SEED     ?= $(shell date +%s)
 ALLOW    ?=
+NETWORK  ?=
+FAULTS   ?=
 chaos:
-	$(GO) run ./chaos/cmd/berth-chaos -duration $(DURATION) -seed $(SEED) -nodes $(NODES) -allow '$(ALLOW)'
+	$(GO) run ./chaos/cmd/berth-chaos -duration $(DURATION) -seed $(SEED) -nodes $(NODES) -allow '$(ALLOW)' -network '$(NETWORK)' -faults '$(FAULTS)'
 
 clean:
 	rm -rf bin

@@ -124,21 +124,21 @@ func (u *Upload) install(alg digest.Algorithm, hex string, size int64) error {
 		}
 		u.s.log.Warn("blobstore: replacing stored blob of wrong size", "blob", dst, "size", fi.Size(), "want", size)
 	}
-	if err := syncFile(data); err != nil {
+	if err := u.s.syncFile(data); err != nil {
 		return fmt.Errorf("sync data: %w", err)
 	}
-	err := os.Rename(data, dst)
+	err := u.s.rename(data, dst)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The prefix directory was removed since Open created it.
-		if err = mkdirSynced(filepath.Dir(dst)); err == nil {
-			err = os.Rename(data, dst)
+		if err = u.s.mkdirSynced(filepath.Dir(dst)); err == nil {
+			err = u.s.rename(data, dst)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("rename into place: %w", err)
 	}
 	// From here the session has no data file: whatever happens, it is gone.
-	err = syncDir(filepath.Dir(dst))
+	err = u.s.syncDir(filepath.Dir(dst))
 	if rerr := u.remove(); rerr != nil {
 		u.s.log.Error("blobstore: remove committed upload", "id", u.id, "err", rerr)
 	}

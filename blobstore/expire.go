@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // ExpireUploads removes the sessions whose last activity (the store's clock at their
@@ -71,7 +72,9 @@ func (s *Store) expireOrphan(id string) (bool, error) {
 	if err != nil {
 		return false, nil // already gone (damaged sessions are removed when loaded)
 	}
-	if s.now().Sub(fi.ModTime()) <= s.ttl {
+	// The modification time is the filesystem's clock, so it is compared with
+	// the system clock, not Options.Clock (which may be skewed, as in tests).
+	if time.Since(fi.ModTime()) <= s.ttl {
 		return false, nil
 	}
 	if err := os.RemoveAll(dir); err != nil {

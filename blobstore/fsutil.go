@@ -8,12 +8,14 @@ import (
 )
 
 // syncFile fsyncs the file at path.
-func syncFile(path string) error {
+func (s *Store) syncFile(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	err = f.Sync()
+	if err = s.fault(FaultSync, path); err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -21,12 +23,14 @@ func syncFile(path string) error {
 }
 
 // syncDir fsyncs a directory, making the entries created or renamed in it durable.
-func syncDir(dir string) error {
+func (s *Store) syncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	err = f.Sync()
+	if err = s.fault(FaultSync, dir); err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -35,7 +39,7 @@ func syncDir(dir string) error {
 
 // mkdirSynced creates dir if it is missing and fsyncs its parent so the new entry is
 // durable before anything is renamed into it.
-func mkdirSynced(dir string) error {
+func (s *Store) mkdirSynced(dir string) error {
 	err := os.Mkdir(dir, 0o755)
 	if errors.Is(err, fs.ErrExist) {
 		return nil
@@ -43,5 +47,13 @@ func mkdirSynced(dir string) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dir))
+	return s.syncDir(filepath.Dir(dir))
+}
+
+// rename is os.Rename, failing first if Options.Faults says so.
+func (s *Store) rename(from, to string) error {
+	if err := s.fault(FaultRename, from); err != nil {
+		return err
+	}
+	return os.Rename(from, to)
 }

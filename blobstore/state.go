@@ -59,25 +59,32 @@ func readState(dir string) (*sessionState, error) {
 // fsynced, then renamed over the old one. The directory is not fsynced: if the rename
 // is lost in a power failure the previous state comes back, which is consistent (its
 // size is at most the data file's, and Upload truncates the rest).
-func writeState(dir string, st *sessionState) error {
+func (s *Store) writeState(dir string, st *sessionState) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
+	}
+	if err := s.fault(FaultCreate, filepath.Join(dir, "state.tmp")); err != nil {
+		return fmt.Errorf("write state: %w", err)
 	}
 	f, err := os.CreateTemp(dir, stateTempPattern)
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	_, err = f.Write(b)
+	if err = s.fault(FaultWrite, tmp); err == nil {
+		_, err = f.Write(b)
+	}
 	if err == nil {
-		err = f.Sync()
+		if err = s.fault(FaultSync, tmp); err == nil {
+			err = f.Sync()
+		}
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, stateName))
+		err = s.rename(tmp, filepath.Join(dir, stateName))
 	}
 	if err != nil {
 		os.Remove(tmp)

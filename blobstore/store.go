@@ -27,6 +27,16 @@ type Options struct {
 	UploadTTL  time.Duration         // idle time after which a session expires; 0 = DefaultUploadTTL
 	Logger     *slog.Logger          // nil = discard
 	Registerer prometheus.Registerer // nil = no metrics are registered
+
+	// Faults, when set, is called before each filesystem operation that
+	// changes the store's files (see FaultOp), with the path it applies to. A
+	// non-nil error is returned, unchanged, as that operation's error from the
+	// OS (wrap it in an *fs.PathError to look like one), the operation is not
+	// performed, and the store takes its usual error path: the Write, Commit
+	// or Put fails and nothing half-done is left as a blob. It is for fault
+	// injection (the chaos build); production leaves it nil, which costs a nil
+	// check. It is called from several goroutines at once.
+	Faults func(op FaultOp, path string) error
 }
 
 // Store is the content-addressed blob store and its upload sessions under one root
@@ -39,6 +49,7 @@ type Store struct {
 	now        func() time.Time
 	ttl        time.Duration
 	log        *slog.Logger
+	faults     func(op FaultOp, path string) error // Options.Faults; nil: none
 	m          *metrics
 	bufs       sync.Pool // *[]byte of bufSize, for Write's pipeline
 
@@ -61,6 +72,7 @@ func Open(root string, opts Options) (*Store, error) {
 		now:        opts.Clock,
 		ttl:        opts.UploadTTL,
 		log:        opts.Logger,
+		faults:     opts.Faults,
 		sessions:   make(map[string]*sessionEntry),
 	}
 	if s.now == nil {
@@ -112,7 +124,7 @@ func (s *Store) makePrefixDirs() error {
 			}
 		}
 		if created {
-			if err := syncDir(algDir); err != nil {
+			if err := s.syncDir(algDir); err != nil {
 				return err
 			}
 		}

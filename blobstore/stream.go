@@ -83,7 +83,11 @@ func (s *Store) stream(ctx context.Context, r io.Reader, f *os.File, off int64, 
 		pos, submitted := off, off
 		for c := range toWrite {
 			if writeErr == nil {
-				if _, err := f.WriteAt((*c.buf)[:c.n], pos); err != nil {
+				err := s.fault(FaultWrite, f.Name())
+				if err == nil {
+					_, err = f.WriteAt((*c.buf)[:c.n], pos)
+				}
+				if err != nil {
 					writeErr = err
 					failed.Store(true)
 					close(stop)

@@ -177,6 +177,9 @@ func (s *Store) forget(u *Upload) {
 // is answered ErrUploadUnknown and the client starts over.
 func (s *Store) create(id string, ephemeral bool, algs []digest.Algorithm) (*Upload, error) {
 	dir := filepath.Join(s.uploadsDir, id)
+	if err := s.fault(FaultCreate, dir); err != nil {
+		return nil, err
+	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("%w: id in use", ErrUploadInvalid)
@@ -200,7 +203,11 @@ func (s *Store) create(id string, ephemeral bool, algs []digest.Algorithm) (*Upl
 		}
 	}
 	err := func() error {
-		f, err := os.OpenFile(filepath.Join(dir, dataName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		data := filepath.Join(dir, dataName)
+		if err := s.fault(FaultCreate, data); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(data, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
 			return err
 		}
@@ -212,7 +219,7 @@ func (s *Store) create(id string, ephemeral bool, algs []digest.Algorithm) (*Upl
 			return err
 		}
 		if !ephemeral {
-			if err := writeState(dir, st); err != nil {
+			if err := s.writeState(dir, st); err != nil {
 				return err
 			}
 		}
@@ -404,10 +411,14 @@ func (u *Upload) persist(f *os.File, size int64) error {
 		return err
 	}
 	if !u.ephemeral {
-		if err := f.Sync(); err != nil {
+		err := u.s.fault(FaultSync, f.Name())
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
 			return fmt.Errorf("sync data: %w", err)
 		}
-		if err := writeState(u.dir, st); err != nil {
+		if err := u.s.writeState(u.dir, st); err != nil {
 			return err
 		}
 	}

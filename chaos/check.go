@@ -163,14 +163,19 @@ func checkBodies(ops []Op, written map[string]*image) Verdict {
 
 // checkPullable pulls every acknowledged manifest by digest, and its blobs,
 // from every node, byte for byte.
-func checkPullable(ctx context.Context, w *workload) Verdict {
+func checkPullable(ctx context.Context, w *workload, ops []Op) Verdict {
 	v := Verdict{Name: "acked-pullable", OK: true}
 	w.mu.Lock()
 	acked := append([]*image(nil), w.acked...)
 	w.mu.Unlock()
 	seen := map[string]bool{}
 	var uniq []*image
+	skipped := 0
 	for _, im := range acked {
+		if !mustBeLive(im, ops) {
+			skipped++
+			continue
+		}
 		if k := im.repo + "@" + im.digest; !seen[k] {
 			seen[k] = true
 			uniq = append(uniq, im)
@@ -193,7 +198,7 @@ func checkPullable(ctx context.Context, w *workload) Verdict {
 		}
 	}
 	wg.Wait()
-	v.Detail = fmt.Sprintf("%d acknowledged manifests x %d nodes", len(uniq), len(w.c.nodes))
+	v.Detail = fmt.Sprintf("%d acknowledged manifests x %d nodes (%d deleted by digest not counted)", len(uniq), len(w.c.nodes), skipped)
 	return v
 }
 
@@ -215,6 +220,24 @@ func pullImage(ctx context.Context, w *workload, n *node, im *image) error {
 		}
 	}
 	return nil
+}
+
+// isWrite tells the operations that set a tag: push, move and restore write
+// the op's digest, a delete writes "" (no tag).
+func isWrite(op Op) bool {
+	switch op.Kind {
+	case "push", "move", "restore", "delete-tag", "delete-manifest":
+		return true
+	}
+	return false
+}
+
+// written is the value a write op sets its tag to.
+func written(op Op) string {
+	if strings.HasPrefix(op.Kind, "delete-") {
+		return ""
+	}
+	return op.Digest
 }
 
 // regInput is a register operation on one tag.
@@ -280,13 +303,13 @@ func checkLinearizable(ops []Op, dir string, timeout time.Duration, finalOnly bo
 	for _, op := range ops {
 		key := op.Repo + ":" + op.Tag
 		switch {
-		case (op.Kind == "push" || op.Kind == "move") && op.Outcome != Failed:
+		case isWrite(op) && op.Outcome != Failed:
 			end := op.End
 			if op.Outcome == Unknown {
 				end, unknown = math.MaxInt64, unknown+1
 			}
 			writes++
-			hist = append(hist, porcupine.Operation{ClientId: op.Client, Input: regInput{Key: key, Write: true, Value: op.Digest}, Call: op.Start, Output: "", Return: end})
+			hist = append(hist, porcupine.Operation{ClientId: op.Client, Input: regInput{Key: key, Write: true, Value: written(op)}, Call: op.Start, Output: "", Return: end})
 		case (op.Kind == "final-read" || op.Kind == "read" && !finalOnly) && op.Outcome == OK:
 			reads++
 			hist = append(hist, porcupine.Operation{ClientId: op.Client, Input: regInput{Key: key}, Call: op.Start, Output: op.Got, Return: op.End})
@@ -352,7 +375,7 @@ func staleReads(ops []Op) []string {
 		}
 		var lastEnd int64
 		for _, w := range ops {
-			if (w.Kind == "push" || w.Kind == "move") && w.Outcome != Failed && w.Repo == rd.Repo && w.Tag == rd.Tag && w.Digest == rd.Got {
+			if isWrite(w) && w.Outcome != Failed && w.Repo == rd.Repo && w.Tag == rd.Tag && written(w) == rd.Got {
 				e := w.End
 				if w.Outcome == Unknown {
 					e = math.MaxInt64
@@ -361,8 +384,8 @@ func staleReads(ops []Op) []string {
 			}
 		}
 		for _, w := range ops {
-			if (w.Kind == "push" || w.Kind == "move") && w.Outcome == OK && w.Repo == rd.Repo && w.Tag == rd.Tag &&
-				w.Digest != rd.Got && w.Start > lastEnd && w.End < rd.Start {
+			if isWrite(w) && w.Outcome == OK && w.Repo == rd.Repo && w.Tag == rd.Tag &&
+				written(w) != rd.Got && w.Start > lastEnd && w.End < rd.Start {
 				out = append(out, fmt.Sprintf("stale read: op %d GET %s:%s on %s at %.3fs returned %.19s, but op %d (PUT %.19s through %s) was acknowledged at %.3fs, after every write of that value had ended",
 					rd.ID, rd.Repo, rd.Tag, rd.Node, float64(rd.Start)/1e9, rd.Got, w.ID, w.Digest, w.Node, float64(w.End)/1e9))
 				break

@@ -32,34 +32,59 @@ const (
 	AdminPassword = "chaos-admin-password"
 )
 
+// orphanMinAge is the nodes' --gc-orphan-min-age: the final garbage
+// collection starts this long after the last client operation, so every file
+// left without a record is fair game to it.
+const orphanMinAge = 10 * time.Second
+
 // cluster is the set of berth processes under test. Its methods are safe for
 // concurrent use.
 type cluster struct {
 	bin, dir, keyFile, token string
 	http                     *http.Client
 	nodes                    []*node
+	net                      network
+	tmpfs                    *node // the node whose data dir is a small tmpfs (full-disk fault), or nil
 
-	mu   sync.Mutex     // guards pids
-	pids map[int]string // running node processes: pid -> node id
+	mu      sync.Mutex     // guards pids and crashes
+	pids    map[int]string // running node processes: pid -> node id
+	crashes []crash
+}
+
+// crash is a node process that exited without being killed or stopped.
+type crash struct {
+	Node      string `json:"node"`
+	At        string `json:"at"`
+	Exit      string `json:"exit"`
+	DiskFault bool   `json:"diskFault"` // a disk fault was on it: failing stop is expected
 }
 
 // node is one berth serve process; its addresses, data dir and proxies
 // survive restarts.
 type node struct {
-	c                   *cluster
-	id, dataDir, log    string
-	api, raft, gossip   string // what it listens on
-	apiProxy, raftProxy *faultproxy.Proxy
+	c                 *cluster
+	idx               int
+	id, dataDir, log  string
+	api, raft, gossip string // what it listens on
+	adv               nodeAddrs
 
-	mu     sync.Mutex // guards the fields below
-	seed   string     // gossip address it joins ("" bootstraps)
-	starts int
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when cmd has exited
-	paused bool
+	mu        sync.Mutex // guards the fields below
+	seed      string     // gossip address it joins ("" bootstraps)
+	starts    int
+	cmd       *exec.Cmd
+	done      chan struct{} // closed when cmd has exited
+	paused    bool
+	stopping  bool // the harness ends it: its exit is no crash
+	diskFault bool // a disk fault is on: failing stop is expected
 }
 
-func newCluster(bin, dir string, size int) (*cluster, error) {
+func (n *node) setDiskFault(on bool) {
+	n.mu.Lock()
+	n.diskFault = on
+	n.mu.Unlock()
+}
+
+func newCluster(bin, dir string, size int, prefix string, forceProxy bool) (*cluster, error) {
 	c := &cluster{bin: bin, dir: dir, pids: map[int]string{},
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, DisableCompression: true}},
 	}
@@ -72,26 +97,20 @@ func newCluster(bin, dir string, size int) (*cluster, error) {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("berth internal api v1"))
 	c.token = hex.EncodeToString(m.Sum(nil))
+	var err error
+	if c.net, err = newNetwork(c, size, prefix, forceProxy); err != nil {
+		return nil, err
+	}
 	for i := range size {
-		n := &node{c: c, id: fmt.Sprintf("n%d", i+1), dataDir: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), log: filepath.Join(dir, fmt.Sprintf("n%d.log", i+1))}
-		var err error
-		if n.api, err = freeAddr(false); err != nil {
+		n := &node{c: c, idx: i, id: fmt.Sprintf("n%d", i+1), dataDir: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), log: filepath.Join(dir, fmt.Sprintf("n%d.log", i+1))}
+		listen, adv, err := c.net.addrs(i)
+		if err != nil {
+			c.net.close()
 			return nil, err
 		}
-		if n.raft, err = freeAddr(false); err != nil {
-			return nil, err
-		}
-		if n.gossip, err = freeAddr(true); err != nil {
-			return nil, err
-		}
-		if n.apiProxy, err = faultproxy.New(faultproxy.Config{Target: n.api, Source: c.source}); err != nil {
-			return nil, err
-		}
-		if n.raftProxy, err = faultproxy.New(faultproxy.Config{Target: n.raft, Source: c.source}); err != nil {
-			return nil, err
-		}
+		n.api, n.raft, n.gossip, n.adv = listen.api, listen.raft, listen.gossip, adv
 		if i > 0 {
-			n.seed = c.nodes[0].gossip
+			n.seed = c.nodes[0].adv.gossip
 		}
 		c.nodes = append(c.nodes, n)
 	}
@@ -142,7 +161,7 @@ func (n *node) args() []string {
 	args := []string{"serve",
 		"--node-id", n.id, "--data-dir", n.dataDir,
 		"--listen", n.api, "--raft-listen", n.raft, "--gossip-listen", n.gossip,
-		"--advertise", n.apiProxy.Addr(), "--raft-advertise", n.raftProxy.Addr(),
+		"--advertise", n.adv.api, "--raft-advertise", n.adv.raft, "--gossip-advertise", n.adv.gossip,
 		"--cluster-key-file", n.c.keyFile,
 		"--replicate-interval", "500ms",
 		// Longer than any fault the nemesis holds: a killed node keeps its
@@ -150,6 +169,10 @@ func (n *node) args() []string {
 		"--dead-node-timeout", "60s",
 		"--raft-snapshot-threshold", "64", "--raft-snapshot-interval", "2s", "--raft-trailing-logs", "256",
 		"--token-ttl", "1h", "--shutdown-timeout", "10s",
+		// Garbage collection as tight as it goes: every unreachable blob is
+		// fair game at once (an upload racing a run loses, and its manifest
+		// is refused), and a deleted item is reclaimed after 3s.
+		"--gc-grace-period", "0", "--gc-deleted-retention", "3s", "--gc-orphan-min-age", orphanMinAge.String(),
 	}
 	if n.seed != "" {
 		args = append(args, "--join", n.seed)
@@ -168,7 +191,7 @@ func (n *node) start(ctx context.Context) error {
 	}
 	args := n.args()
 	fmt.Fprintf(logf, "==== chaos: start #%d at %s: %s %s\n", n.starts, time.Now().UTC().Format(time.RFC3339Nano), n.c.bin, strings.Join(args, " "))
-	cmd := exec.Command(n.c.bin, args...)
+	cmd := n.c.net.command(n.idx, n.c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "BERTH_ADMIN_PASSWORD="+AdminPassword)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -178,16 +201,23 @@ func (n *node) start(ctx context.Context) error {
 		return fmt.Errorf("start %s: %w", n.id, err)
 	}
 	done := make(chan struct{})
-	n.cmd, n.done, n.paused = cmd, done, false
+	n.cmd, n.done, n.paused, n.stopping = cmd, done, false, false
 	n.mu.Unlock()
 	n.c.mu.Lock()
 	n.c.pids[cmd.Process.Pid] = n.id
 	n.c.mu.Unlock()
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
+		fmt.Fprintf(logf, "==== chaos: %s exited at %s: %v\n", n.id, time.Now().UTC().Format(time.RFC3339Nano), err)
 		logf.Close()
+		n.mu.Lock()
+		expected, disk := n.stopping, n.diskFault
+		n.mu.Unlock()
 		n.c.mu.Lock()
 		delete(n.c.pids, cmd.Process.Pid)
+		if !expected {
+			n.c.crashes = append(n.c.crashes, crash{Node: n.id, At: time.Now().UTC().Format(time.RFC3339Nano), Exit: fmt.Sprint(err), DiskFault: disk})
+		}
 		n.c.mu.Unlock()
 		close(done)
 	}()
@@ -248,10 +278,85 @@ func (n *node) kill() {
 	}
 	n.mu.Lock()
 	cmd, done := n.cmd, n.done
-	n.paused = false
+	n.paused, n.stopping = false, true
 	n.mu.Unlock()
 	_ = cmd.Process.Kill()
 	<-done
+}
+
+// restart starts the node again unless it runs. The node that bootstrapped
+// the cluster rejoins through another one.
+func (n *node) restart(ctx context.Context) error {
+	if n.running() {
+		return nil
+	}
+	n.mu.Lock()
+	if n.seed == "" {
+		for _, o := range n.c.nodes {
+			if o != n {
+				n.seed = o.adv.gossip
+				break
+			}
+		}
+	}
+	n.mu.Unlock()
+	return n.start(ctx)
+}
+
+// startAll starts every node that does not run, together (a cluster that
+// lost them all needs a quorum back before any answers).
+func (c *cluster) startAll(ctx context.Context) error {
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		if n.running() {
+			continue
+		}
+		wg.Go(func() {
+			if err := n.restart(ctx); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// setFaults replaces the storage faults and clock offset of a node (the
+// chaos build's PUT /internal/v1/faults).
+func (c *cluster) setFaults(ctx context.Context, n *node, body string) error {
+	return c.internal(ctx, n, http.MethodPut, "/internal/v1/faults", body)
+}
+
+func (c *cluster) clearFaults(ctx context.Context, n *node) error {
+	return c.internal(ctx, n, http.MethodDelete, "/internal/v1/faults", "")
+}
+
+func (c *cluster) internal(ctx context.Context, n *node, method, path, body string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, method, n.url()+path, rd)
+	req.Header.Set("Authorization", "Berth-Cluster "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %s %s: %w", n.id, method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %s %s: %s %s", n.id, method, path, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return nil
 }
 
 func (n *node) signal(sig syscall.Signal) error {
@@ -275,6 +380,9 @@ func (n *node) stop() {
 	if n.isPaused() {
 		_ = n.signal(syscall.SIGCONT)
 	}
+	n.mu.Lock()
+	n.stopping = true
+	n.mu.Unlock()
 	_ = n.signal(syscall.SIGTERM)
 	n.mu.Lock()
 	done := n.done
@@ -293,10 +401,7 @@ func (c *cluster) shutdown() {
 		wg.Go(n.stop)
 	}
 	wg.Wait()
-	for _, n := range c.nodes {
-		_ = n.apiProxy.Close()
-		_ = n.raftProxy.Close()
-	}
+	_ = c.net.close()
 }
 
 // raftGauges returns berth_raft_term and berth_raft_state of a node.
@@ -389,26 +494,4 @@ func (c *cluster) stateDigest(ctx context.Context, n *node) (stateDigest, error)
 	}
 	err = json.NewDecoder(resp.Body).Decode(&sd)
 	return sd, err
-}
-
-// heal passes every link again.
-func (c *cluster) heal() {
-	for _, n := range c.nodes {
-		n.apiProxy.SetMode(faultproxy.Pass)
-		n.raftProxy.SetMode(faultproxy.Pass)
-		n.apiProxy.ClearSourceModes()
-		n.raftProxy.ClearSourceModes()
-	}
-}
-
-// isolate cuts every Raft and internal API link of x, both ways, with mode m.
-func (c *cluster) isolate(x *node, m faultproxy.Mode) {
-	x.apiProxy.SetMode(m)
-	x.raftProxy.SetMode(m)
-	for _, n := range c.nodes {
-		if n != x {
-			n.apiProxy.SetSourceMode(x.id, m)
-			n.raftProxy.SetSourceMode(x.id, m)
-		}
-	}
 }

@@ -15,14 +15,18 @@ const (
 // Op is one recorded client operation. Times are nanoseconds since the run's
 // start (monotonic).
 type Op struct {
-	ID      int    `json:"id"`
-	Client  int    `json:"client"`
-	Kind    string `json:"kind"` // push, move, read, pull-blob, gc, final-read
+	ID     int `json:"id"`
+	Client int `json:"client"`
+	// push, move, read, pull-blob, gc, final-read, abandon, delete-tag,
+	// delete-manifest, restore, restore-untagged (a manifest restored
+	// without the op's tag)
+	Kind    string `json:"kind"`
 	Node    string `json:"node"`
 	Repo    string `json:"repo,omitempty"`
 	Tag     string `json:"tag,omitempty"`
 	Digest  string `json:"digest,omitempty"` // written or asked for
 	Got     string `json:"got,omitempty"`    // digest of what came back ("" for 404 on a read)
+	Item    string `json:"item,omitempty"`   // a restore's trash item
 	Start   int64  `json:"start"`
 	End     int64  `json:"end"`
 	Outcome string `json:"outcome"`

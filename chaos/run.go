@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/berth-registry/berth/chaos/netns"
 )
 
 // Config configures one run.
@@ -28,6 +30,10 @@ type Config struct {
 	// Allow names checkers whose failure is a known, reported Berth bug:
 	// their verdict is shown (FAIL(allowed)) but does not fail the run.
 	Allow []string
+	// Network is "netns" (each node in its own network namespace; needs
+	// root), "proxy" (per-link TCP proxies) or "" (netns when it works here,
+	// else proxy).
+	Network string
 }
 
 // Result is what a run saw.
@@ -35,6 +41,8 @@ type Result struct {
 	Seed     uint64         `json:"seed"`
 	Duration time.Duration  `json:"duration"`
 	Nodes    int            `json:"nodes"`
+	Network  string         `json:"network"`
+	Crashes  []crash        `json:"crashes,omitempty"`
 	Ops      map[string]int `json:"ops"`    // by outcome
 	Kinds    map[string]int `json:"kinds"`  // by kind/outcome
 	Faults   map[string]int `json:"faults"` // applied, by kind
@@ -71,8 +79,8 @@ func (r *Result) Summary() string {
 	if !r.OK() {
 		verdict = "FAIL (kept " + r.Dir + ")"
 	}
-	return fmt.Sprintf("berth-chaos seed=%d duration=%s nodes=%d ops=%s faults=%s checks=[%s] %s",
-		r.Seed, r.Duration, r.Nodes, kv(r.Ops), kv(r.Faults), strings.Join(vs, " "), verdict)
+	return fmt.Sprintf("berth-chaos seed=%d duration=%s nodes=%d network=%s ops=%s faults=%s checks=[%s] %s",
+		r.Seed, r.Duration, r.Nodes, r.Network, kv(r.Ops), kv(r.Faults), strings.Join(vs, " "), verdict)
 }
 
 func kv(m map[string]int) string {
@@ -88,9 +96,11 @@ func kv(m map[string]int) string {
 	return "{" + strings.Join(parts, ",") + "}"
 }
 
-// Build compiles ./cmd/berth of the module at root into out.
+// Build compiles ./cmd/berth of the module at root into out, with the
+// `chaos` build tag: the binary serves /internal/v1/faults (storage faults
+// and clock skew; node/faults_chaos.go), which release builds do not have.
 func Build(ctx context.Context, root, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./cmd/berth")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "chaos", "-trimpath", "-o", out, "./cmd/berth")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("chaos: go build ./cmd/berth: %v\n%s", err, b)
@@ -119,11 +129,27 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	c, err := newCluster(cfg.Bin, cfg.Dir, cfg.Nodes)
+	if cfg.Network != "" && cfg.Network != "netns" && cfg.Network != "proxy" {
+		return nil, fmt.Errorf("chaos: network %q: want netns, proxy or empty", cfg.Network)
+	}
+	if cfg.Network == "netns" {
+		if err := netns.Available(); err != nil {
+			return nil, fmt.Errorf("chaos: network namespaces: %w", err)
+		}
+	}
+	c, err := newCluster(cfg.Bin, cfg.Dir, cfg.Nodes, fmt.Sprintf("c%04x", cfg.Seed%0x10000^uint64(os.Getpid()%0x10000)), cfg.Network == "proxy")
 	if err != nil {
 		return nil, err
 	}
 	defer c.shutdown()
+	// As root, the last node's data directory is a small tmpfs that the
+	// disk-full fault fills.
+	if unmount, err := mountTmpfs(c.nodes[len(c.nodes)-1].dataDir); err == nil {
+		c.tmpfs = c.nodes[len(c.nodes)-1]
+		defer unmount()
+	} else {
+		logf("chaos: no tmpfs for the disk-full fault (%v): ENOSPC is injected instead", err)
+	}
 	for i, n := range c.nodes {
 		if err := n.start(ctx); err != nil {
 			return nil, err
@@ -138,7 +164,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if v := waitConverged(ctx, c, 60*time.Second); !v.OK {
 		return nil, fmt.Errorf("chaos: cluster did not form: %s", strings.Join(v.Problems, "; "))
 	}
-	logf("chaos: %d nodes up in %s", cfg.Nodes, cfg.Dir)
+	logf("chaos: %d nodes up in %s (network: %s)", cfg.Nodes, cfg.Dir, c.net.kind())
 
 	h := &history{t0: time.Now()}
 	w := newWorkload(c, h, cfg.Seed)
@@ -161,23 +187,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	wg.Go(func() { nm.run(wctx) })
 	wg.Wait()
 	stop()
+	workloadEnd := time.Now()
 	logf("chaos: workload done (%d ops); healing", len(h.all()))
 
 	// Heal: every link passes, every node runs and is resumed.
-	c.heal()
+	if err := c.net.heal(); err != nil {
+		return nil, err
+	}
 	for _, n := range c.nodes {
 		if n.isPaused() {
 			_ = n.signal(syscall.SIGCONT)
 		}
 	}
-	for _, n := range c.nodes {
-		if !n.running() {
-			if err := n.start(ctx); err != nil {
-				return nil, err
-			}
-		}
+	if err := c.startAll(ctx); err != nil {
+		return nil, err
 	}
-	res := &Result{Seed: cfg.Seed, Duration: cfg.Duration, Nodes: cfg.Nodes, Dir: cfg.Dir, Allowed: cfg.Allow,
+	res := &Result{Seed: cfg.Seed, Duration: cfg.Duration, Nodes: cfg.Nodes, Network: c.net.kind(), Dir: cfg.Dir, Allowed: cfg.Allow,
 		Ops: map[string]int{}, Kinds: map[string]int{}, Faults: map[string]int{}}
 	res.Verdicts = append(res.Verdicts, waitConverged(ctx, c, 90*time.Second))
 
@@ -187,6 +212,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			for _, tag := range w.tags {
 				w.read(ctx, cfg.Clients+i, n, repo, tag, "final-read")
 			}
+		}
+		for _, tag := range w.trashTags() {
+			w.read(ctx, cfg.Clients+i, n, trashRepo, tag, "final-read")
 		}
 	}
 	stopMon()
@@ -200,13 +228,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	w.mu.Unlock()
 	res.Verdicts = append(res.Verdicts,
-		checkPullable(ctx, w),
+		checkRefused(ctx, w, ops),
+	)
+	res.Verdicts = append(res.Verdicts, checkGC(ctx, w, workloadEnd.Add(orphanMinAge+2*time.Second))...)
+	res.Verdicts = append(res.Verdicts,
+		checkPullable(ctx, w, ops),
 		checkBodies(ops, written),
 		checkLinearizable(ops, cfg.Dir, 2*time.Minute, true),
 		checkLinearizable(ops, cfg.Dir, 2*time.Minute, false),
 		checkOneLeader(samples),
 		checkFsck(ctx, w),
 	)
+	c.mu.Lock()
+	res.Crashes = append([]crash(nil), c.crashes...)
+	c.mu.Unlock()
+	res.Verdicts = append(res.Verdicts, checkCrashes(res.Crashes))
 	for _, op := range ops {
 		res.Ops[op.Outcome]++
 		res.Kinds[op.Kind+"/"+op.Outcome]++

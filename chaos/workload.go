@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,19 +55,34 @@ type workload struct {
 	base  []blob // shared base layers, pushed to baseRepo before the run
 	seed  uint64
 
-	mu      sync.Mutex        // guards the fields below
-	written map[string]*image // every manifest a client sent, by digest
-	acked   []*image          // manifests acknowledged with 201
-	ackedIn map[string][]*image
+	mu       sync.Mutex        // guards the fields below
+	written  map[string]*image // every manifest a client sent, by digest
+	acked    []*image          // manifests acknowledged with 201
+	ackedIn  map[string][]*image
+	uploaded map[string]string // every blob a client sent: digest -> repository
+	trashed  []trashTag        // acknowledged pushes to trashRepo, each under its own tag
+	seq      map[int]int       // per client: trashRepo tags used
 }
 
-const baseRepo = "library/chaos/base"
+const (
+	baseRepo = "library/chaos/base"
+	// trashRepo holds images pushed once each under a unique tag, which the
+	// clients delete (tag or manifest) and restore from the trash.
+	trashRepo = "library/chaos/trash"
+	trashWS   = "library"
+)
+
+// trashTag is one image of trashRepo.
+type trashTag struct {
+	tag string
+	im  *image
+}
 
 func newWorkload(c *cluster, h *history, seed uint64) *workload {
 	w := &workload{c: c, h: h, seed: seed,
 		repos:   []string{"library/chaos/app-a", "library/chaos/app-b"},
 		tags:    []string{"t0", "t1", "t2"},
-		written: map[string]*image{}, ackedIn: map[string][]*image{},
+		written: map[string]*image{}, ackedIn: map[string][]*image{}, uploaded: map[string]string{}, seq: map[int]int{},
 	}
 	r := rand.New(rand.NewPCG(seed, 1))
 	for i := range 3 {
@@ -81,6 +98,7 @@ func newWorkload(c *cluster, h *history, seed uint64) *workload {
 // setup pushes the base layers to baseRepo (retrying), so pushes can mount them.
 func (w *workload) setup(ctx context.Context) error {
 	for _, b := range w.base {
+		w.uploaded[b.digest] = baseRepo
 		var last error
 		for range 50 {
 			n := w.c.nodes[0]
@@ -163,15 +181,29 @@ func (w *workload) client(ctx context.Context, id int) {
 		n := w.c.nodes[r.IntN(len(w.c.nodes))]
 		repo := w.repos[r.IntN(len(w.repos))]
 		tag := w.tags[r.IntN(len(w.tags))]
-		switch p := r.IntN(100); {
-		case p < 35:
+		switch p := r.IntN(200); {
+		case p < 60:
 			w.push(ctx, r, id, n, repo, tag)
-		case p < 50:
-			w.move(ctx, r, id, n, repo, tag)
 		case p < 85:
+			w.move(ctx, r, id, n, repo, tag)
+		case p < 135:
 			w.read(ctx, id, n, repo, tag, "read")
-		case p < 98:
+		case p < 155:
 			w.pullBlob(ctx, r, id, n)
+		case p < 165:
+			w.mu.Lock()
+			w.seq[id]++
+			t := fmt.Sprintf("d%d-%d", id, w.seq[id])
+			w.mu.Unlock()
+			w.push(ctx, r, id, n, trashRepo, t)
+		case p < 175:
+			w.remove(ctx, r, id, n)
+		case p < 185:
+			w.restore(ctx, r, id, n)
+		case p < 192:
+			w.readTrashTag(ctx, r, id, n)
+		case p < 197:
+			w.abandon(ctx, r, id, n, repo)
 		default:
 			w.gc(ctx, id, n)
 		}
@@ -193,6 +225,9 @@ func (w *workload) push(ctx context.Context, r *rand.Rand, client int, n *node, 
 		ociManifest, cfg.digest, len(cfg.data), base.digest, len(base.data), lb.digest, len(lb.data))
 	im := &image{repo: repo, manifest: m, digest: sha(m), blobs: []blob{cfg, base, lb}}
 
+	w.mu.Lock()
+	w.uploaded[lb.digest], w.uploaded[cfg.digest] = repo, repo
+	w.mu.Unlock()
 	op := Op{Client: client, Kind: "push", Node: n.id, Repo: repo, Tag: tag, Digest: im.digest, Start: w.h.now()}
 	fail := func(step string, st int, err error) {
 		op.End, op.Outcome, op.Status = w.h.now(), Failed, st
@@ -243,7 +278,11 @@ func (w *workload) putManifest(ctx context.Context, r *rand.Rand, op Op, im *ima
 	} else {
 		w.mu.Lock()
 		w.acked = append(w.acked, im)
-		w.ackedIn[im.repo] = append(w.ackedIn[im.repo], im)
+		if im.repo == trashRepo {
+			w.trashed = append(w.trashed, trashTag{tag: tag, im: im})
+		} else {
+			w.ackedIn[im.repo] = append(w.ackedIn[im.repo], im)
+		}
 		w.mu.Unlock()
 	}
 	w.h.add(op)
@@ -360,4 +399,113 @@ func oneLine(s string, max int) string {
 		s = s[:max] + "..."
 	}
 	return s
+}
+
+// pickTrashed returns a random acknowledged image of trashRepo.
+func (w *workload) pickTrashed(r *rand.Rand) (trashTag, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.trashed) == 0 {
+		return trashTag{}, false
+	}
+	return w.trashed[r.IntN(len(w.trashed))], true
+}
+
+// remove deletes a trashRepo image by tag, or by digest (the manifest and its
+// one tag); either is a write of "no tag" to the tag's register.
+func (w *workload) remove(ctx context.Context, r *rand.Rand, client int, n *node) {
+	tt, ok := w.pickTrashed(r)
+	if !ok {
+		return
+	}
+	ref, kind := tt.tag, "delete-tag"
+	if r.IntN(2) == 0 {
+		ref, kind = tt.im.digest, "delete-manifest"
+	}
+	op := Op{Client: client, Kind: kind, Node: n.id, Repo: trashRepo, Tag: tt.tag, Digest: tt.im.digest, Start: w.h.now()}
+	st, _, body, err := w.do(ctx, n, http.MethodDelete, "/v2/"+trashRepo+"/manifests/"+ref, nil)
+	op.End, op.Status, op.Outcome = w.h.now(), st, outcome(st, err, http.StatusAccepted)
+	if op.Outcome != OK {
+		op.Error = oneLine(fmt.Sprintf("%v %s", errString(err), body), 200)
+	}
+	w.h.add(op)
+}
+
+// restore asks for a trashRepo image back from the trash, by its tag item or
+// its manifest item (whichever was deleted; the other answers 404 and changes
+// nothing). Acknowledged, it is a write of the image's digest to the tag.
+func (w *workload) restore(ctx context.Context, r *rand.Rand, client int, n *node) {
+	tt, ok := w.pickTrashed(r)
+	if !ok {
+		return
+	}
+	id := "tag:" + trashRepo + ":" + tt.tag
+	if r.IntN(2) == 0 {
+		id = "manifest:" + trashRepo + "@" + tt.im.digest
+	}
+	op := Op{Client: client, Kind: "restore", Node: n.id, Repo: trashRepo, Tag: tt.tag, Digest: tt.im.digest, Start: w.h.now(), Item: id}
+	st, _, body, err := w.do(ctx, n, http.MethodPost, "/api/v1/workspaces/"+trashWS+"/trash/restore",
+		fmt.Appendf(nil, `{"id":%q}`, id), "Content-Type", "application/json")
+	op.End, op.Status, op.Outcome = w.h.now(), st, outcome(st, err, http.StatusOK)
+	if op.Outcome != OK {
+		op.Error = oneLine(fmt.Sprintf("%s: %v %s", id, errString(err), body), 200)
+	} else {
+		// A manifest item brings back the tags that pointed at the manifest
+		// when it was deleted: without this one (deleted before), the tag
+		// stays as it is and the restore is no write to it.
+		var it struct {
+			Kind string   `json:"kind"`
+			Tags []string `json:"tags"`
+		}
+		if json.Unmarshal(body, &it) == nil && it.Kind == "manifest" && !slices.Contains(it.Tags, tt.tag) {
+			op.Kind = "restore-untagged"
+		}
+	}
+	w.h.add(op)
+}
+
+// readTrashTag reads a trashRepo tag.
+func (w *workload) readTrashTag(ctx context.Context, r *rand.Rand, client int, n *node) {
+	if tt, ok := w.pickTrashed(r); ok {
+		w.read(ctx, client, n, trashRepo, tt.tag, "read")
+	}
+}
+
+// trashTags is every tag a client pushed to trashRepo (acknowledged or not).
+func (w *workload) trashTags() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for c, k := range w.seq {
+		for i := 1; i <= k; i++ {
+			out = append(out, fmt.Sprintf("d%d-%d", c, i))
+		}
+	}
+	return out
+}
+
+// abandon uploads a layer and a config, as a push would, and never puts a
+// manifest: blobs that garbage collection must reclaim.
+func (w *workload) abandon(ctx context.Context, r *rand.Rand, client int, n *node, repo string) {
+	b := make([]byte, 512+r.IntN(4096))
+	for i := range b {
+		b[i] = byte(r.UintN(256))
+	}
+	lb := newBlob(b)
+	w.mu.Lock()
+	w.uploaded[lb.digest] = repo
+	w.mu.Unlock()
+	op := Op{Client: client, Kind: "abandon", Node: n.id, Repo: repo, Digest: lb.digest, Start: w.h.now()}
+	var st int
+	var err error
+	if r.IntN(2) == 0 {
+		st, err = w.chunked(ctx, n, repo, lb)
+	} else {
+		st, err = w.monolithic(ctx, n, repo, lb)
+	}
+	op.End, op.Status, op.Outcome = w.h.now(), st, outcome(st, err, http.StatusCreated)
+	if op.Outcome != OK {
+		op.Error = errString(err)
+	}
+	w.h.add(op)
 }

@@ -27,6 +27,7 @@ type counterFSM struct {
 	applied  uint64
 	applies  int // entries applied, not skipped
 	restores int
+	appended map[uint64]time.Time // index -> the leader's AppendedAt, as this node got it
 }
 
 var (
@@ -47,8 +48,19 @@ func (f *counterFSM) Apply(l *raft.Log) any {
 	}
 	f.value += int64(binary.BigEndian.Uint64(l.Data))
 	f.applied = l.Index
+	if f.appended == nil {
+		f.appended = map[uint64]time.Time{}
+	}
+	f.appended[l.Index] = l.AppendedAt
 	f.applies++
 	return f.value
+}
+
+// appendedAt returns the AppendedAt of the entry at index as applied here.
+func (f *counterFSM) appendedAt(index uint64) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.appended[index]
 }
 
 func (f *counterFSM) AppliedIndex() uint64 {

@@ -88,6 +88,11 @@ func TestThreeNodes(t *testing.T) {
 		if v, applied, _, _ := n.fsm.state(); v != sum || applied < idx {
 			t.Fatalf("%s FSM: value %d applied %d, want %d and >= %d", n.cfg.NodeID, v, applied, sum, idx)
 		}
+		// The leader's append time reaches every node's FSM: meta.ApplyAt
+		// stamps the state with it, so it must be the same instant everywhere.
+		if at, want := n.fsm.appendedAt(idx), leader.fsm.appendedAt(idx); at.IsZero() || !at.Equal(want) {
+			t.Fatalf("%s: entry %d AppendedAt %v, the leader applied it with %v", n.cfg.NodeID, idx, at, want)
+		}
 		if addr, id := n.c.Leader(); id != leader.cfg.NodeID || addr != leader.c.Addr() {
 			t.Fatalf("%s Leader: got (%s, %s), want (%s, %s)", n.cfg.NodeID, addr, id, leader.c.Addr(), leader.cfg.NodeID)
 		}

@@ -3,7 +3,22 @@ package meta
 import (
 	"errors"
 	"fmt"
+	"reflect"
+	"time"
 )
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// restamp sets the Time field of a command (a pointer to a struct) to at.
+func restamp(c any, at time.Time) {
+	v := reflect.ValueOf(c)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return
+	}
+	if f := v.Elem().FieldByName("Time"); f.IsValid() && f.CanSet() && f.Type() == timeType {
+		f.Set(reflect.ValueOf(at))
+	}
+}
 
 // Apply decodes one log entry and applies it to txn. It is deterministic: it reads
 // no clock, no randomness, no network and no blob file, so every node that applies
@@ -15,9 +30,26 @@ import (
 // An entry that cannot be decoded, or a storage error, is returned as a non-domain
 // error; the FSM treats those as fatal.
 func Apply(txn Txn, index uint64, data []byte) any {
+	return ApplyAt(txn, index, data, time.Time{})
+}
+
+// ApplyAt is Apply for an entry the leader appended at `appended` (Raft's
+// Log.AppendedAt, which the log keeps): a command's Time becomes that
+// instant, to the millisecond. Every stamp in the state then comes from one
+// clock, the leader's, which is also the clock garbage collection compares
+// them with; the clock of the node that proposed (which may be skewed by
+// minutes) no longer decides how old a blob or a deleted item is. The chaos
+// harness found this: a follower running 14 minutes fast stamped its uploads
+// 14 minutes into the future, and garbage collection kept them as fresh
+// until then. A zero `appended` (an entry from before AppendedAt, or a test)
+// keeps the proposer's Time.
+func ApplyAt(txn Txn, index uint64, data []byte, appended time.Time) any {
 	c, err := Decode(data)
 	if err != nil {
 		return fmt.Errorf("apply entry %d: %w", index, err)
+	}
+	if !appended.IsZero() {
+		restamp(c, appended.UTC().Truncate(time.Millisecond))
 	}
 	switch c := c.(type) {
 	case nil:

@@ -263,3 +263,37 @@ func TestBlobLocations(t *testing.T) {
 		t.Errorf("scan: got %v", seen)
 	}
 }
+
+// TestApplyAtStampsLeaderTime: with the leader's append time, a command's
+// Time (the proposer's clock, possibly skewed) is replaced, to the
+// millisecond; without one it is kept. Garbage collection compares blob
+// stamps with the leader's clock, so a follower running fast must not stamp
+// its uploads into the future.
+func TestApplyAtStampsLeaderTime(t *testing.T) {
+	skewed := t0.Add(14 * time.Minute)
+	leader := t0.Add(1234567891 * time.Nanosecond).In(time.FixedZone("x", 3600))
+	data, err := Encode(&PutBlob{Repo: "a/b", Digest: dg("x"), Size: 3, Time: skewed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := seededTxn(t)
+	if res := ApplyAt(txn, 100, data, leader); res != nil {
+		t.Fatal(res)
+	}
+	b, err := GetBlob(txn, dg("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := t0.Add(1234 * time.Millisecond)
+	if !b.Created.Equal(want) || !b.Pushed.Equal(want) || b.Created.Location() != time.UTC {
+		t.Errorf("blob stamped %v / %v, want the leader's append time %v (UTC, ms)", b.Created, b.Pushed, want)
+	}
+
+	txn = seededTxn(t)
+	if res := ApplyAt(txn, 100, data, time.Time{}); res != nil {
+		t.Fatal(res)
+	}
+	if b, _ := GetBlob(txn, dg("x")); b == nil || !b.Created.Equal(skewed) {
+		t.Errorf("without an append time: blob stamped %v, want the command's %v", b, skewed)
+	}
+}

@@ -77,6 +77,11 @@ type Config struct {
 	GCDeletedRetention time.Duration `yaml:"gc_deleted_retention"`
 	GCSchedule         time.Duration `yaml:"gc_schedule"`
 	GCDeleteUntagged   bool          `yaml:"gc_delete_untagged"`
+	// GCOrphanMinAge is how long a blob file no metadata names is left alone
+	// after a client last touched it (wrote, read, mounted, replicated): the
+	// window between a file landing and its record committing. Runs delete
+	// older orphans. At least 10s.
+	GCOrphanMinAge time.Duration `yaml:"gc_orphan_min_age"`
 
 	// Clock, when set, replaces time.Now for the times the node stamps into
 	// metadata (pushes, deletes, GC's now): tests skew it to age records.
@@ -128,6 +133,7 @@ func Defaults() Config {
 		// Garbage collection.
 		GCGracePeriod:      time.Hour,
 		GCDeletedRetention: 24 * time.Hour,
+		GCOrphanMinAge:     5 * time.Minute,
 	}
 }
 
@@ -187,6 +193,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GCGracePeriod < 0 || c.GCDeletedRetention < 0 || c.GCSchedule < 0 {
 		return errors.New("node: gc grace period, deleted retention and schedule must not be negative")
+	}
+	if c.GCOrphanMinAge < minOrphanAge {
+		return fmt.Errorf("node: gc orphan min age %s is under %s: a file must outlive the commit of its record", c.GCOrphanMinAge, minOrphanAge)
 	}
 	if c.RaftTrailingLogs != 0 {
 		threshold := c.RaftSnapshotThreshold

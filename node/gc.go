@@ -67,9 +67,10 @@ const (
 	maxPauseWait = 10 * time.Second
 	// gcPeerTimeout bounds each call to another node during a run.
 	gcPeerTimeout = 5 * time.Second
-	// touchKeepMin is how long a touched digest is remembered at least; the
-	// orphan pass leaves a touched file alone that long.
-	touchKeepMin = 5 * time.Minute
+	// minOrphanAge is the least Config.GCOrphanMinAge: how long a touched
+	// digest is remembered at least; the orphan pass leaves a touched file
+	// alone that long.
+	minOrphanAge = 10 * time.Second
 )
 
 // gcMetrics are garbage collection's collectors.
@@ -120,9 +121,10 @@ type gcHooks struct {
 
 // gcState is a node's garbage collection state. It is safe for concurrent use.
 type gcState struct {
-	n           *Node
-	m           *gcMetrics
-	incarnation string // names this process's claims: a restarted node is another leader
+	n            *Node
+	m            *gcMetrics
+	incarnation  string        // names this process's claims: a restarted node is another leader
+	orphanMinAge time.Duration // Config.GCOrphanMinAge
 
 	mu        sync.Mutex // guards the fields below
 	settings  gcSettings
@@ -148,7 +150,7 @@ func newGCState(n *Node, reg prometheus.Registerer) (*gcState, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return &gcState{
-		n: n, m: m, incarnation: n.cfg.NodeID + "-" + hex.EncodeToString(b[:]),
+		n: n, m: m, incarnation: n.cfg.NodeID + "-" + hex.EncodeToString(b[:]), orphanMinAge: n.cfg.GCOrphanMinAge,
 		settings: gcSettings{grace: n.cfg.GCGracePeriod, retention: n.cfg.GCDeletedRetention,
 			schedule: n.cfg.GCSchedule, deleteUntagged: n.cfg.GCDeleteUntagged},
 		processed: map[string]bool{},
@@ -316,7 +318,7 @@ func (g *gcState) touchedAt(d digest.Digest) time.Time {
 
 // touchKeep is how long touches are remembered: the orphan pass leaves a file
 // touched that recently alone, whatever the grace period.
-func (g *gcState) touchKeep() time.Duration { return max(g.get().grace, touchKeepMin) }
+func (g *gcState) touchKeep() time.Duration { return max(g.get().grace, g.orphanMinAge) }
 
 // pruneTouched forgets old touches and old run starts.
 func (g *gcState) pruneTouched() {

@@ -25,13 +25,6 @@ import (
 // Garbage collection end to end: real nodes, real Raft, real HTTP. The
 // mark/sweep model itself is tested in meta/gc_test.go.
 
-// testClock is a clock a test can move: the nodes stamp pushes and deletes
-// with it, so a test ages records without waiting.
-type testClock struct{ off atomic.Int64 }
-
-func (c *testClock) now() time.Time           { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *testClock) set(offset time.Duration) { c.off.Store(int64(offset)) }
-
 // newGCCluster starts an in-process cluster as newTestCluster does, with
 // mutate applied to each node's configuration, and the workspaces a and b.
 func newGCCluster(t *testing.T, size int, mutate func(cfg *Config)) *testCluster {
@@ -565,14 +558,15 @@ func TestGCWhilePushing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	clock := &testClock{}
-	c := newGCCluster(t, 3, func(cfg *Config) { cfg.Clock = clock.now })
-	c.gcSettingsAll(gcSettings{grace: time.Hour})
+	// Stamps come from the leader's clock as it appends (meta.ApplyAt), so
+	// "old" is made by waiting out a short grace period, not by a fake clock.
+	const grace = 4 * time.Second
+	c := newGCCluster(t, 3, nil)
+	c.gcSettingsAll(gcSettings{grace: grace})
 	baseA := bytes.Repeat([]byte("base layer A "), 20000)
 	baseB := bytes.Repeat([]byte("base layer B "), 15000)
 
-	// Garbage from two hours ago: images on the same bases, deleted.
-	clock.set(-2 * time.Hour)
+	// Garbage older than the grace period: images on the same bases, deleted.
 	var garbage []*gcImage
 	for i := range 3 {
 		im := newGCImage(fmt.Sprintf("a/old%d", i), "1", []byte(fmt.Sprintf(`{"old":%d}`, i)), baseA,
@@ -585,7 +579,7 @@ func TestGCWhilePushing(t *testing.T) {
 		}
 		garbage = append(garbage, im)
 	}
-	clock.set(0)
+	time.Sleep(grace + 500*time.Millisecond)
 
 	// The late client uploads its blobs now, before the run, and its
 	// manifest after the sweep: the grace period protects them.

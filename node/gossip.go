@@ -41,10 +41,14 @@ func (n *Node) startGossip(ctx context.Context, boundAPI string) error {
 			seeds = append(seeds, a)
 		}
 	}
-	n.bgWG.Add(1)
+	n.bgWG.Add(2)
 	go func() {
 		defer n.bgWG.Done()
 		n.rememberPeers(ctx)
+	}()
+	go func() {
+		defer n.bgWG.Done()
+		n.reconnectDead(ctx)
 	}()
 	if len(seeds) == 0 {
 		return nil
@@ -74,6 +78,38 @@ func (n *Node) startGossip(ctx context.Context, boundAPI string) error {
 		}
 	}()
 	return nil
+}
+
+// reconnectDead joins the members gossip holds dead (failed, not left)
+// every few seconds. memberlist stops talking to a dead member after
+// GossipToTheDeadTime (30s), so the two sides of a partition that outlasted
+// it would each keep the other dead after it healed: followers would not
+// know the leader's API address, and Raft would have to carry the cluster
+// alone. The chaos harness found this with partitions that cut gossip too.
+func (n *Node) reconnectDead(ctx context.Context) {
+	t := time.NewTicker(3 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var addrs []string
+		for _, m := range n.gossip.Members() {
+			if m.State == cluster.Dead && m.GossipAddr != "" {
+				addrs = append(addrs, m.GossipAddr)
+			}
+		}
+		if len(addrs) == 0 {
+			continue
+		}
+		if k, err := n.gossip.Join(addrs); k > 0 {
+			n.log.Info("gossip: reached members held dead", "addrs", addrs, "reached", k)
+		} else {
+			n.log.Debug("gossip: members held dead still unreachable", "addrs", addrs, "err", err)
+		}
+	}
 }
 
 func (n *Node) aliveMembers() int {
@@ -160,6 +196,20 @@ func (n *Node) peerAPI(id string) (string, bool) {
 	}
 	m, ok := n.gossip.Member(id)
 	if !ok || m.State == cluster.Dead || m.State == cluster.Left {
+		return "", false
+	}
+	return m.APIAddr, m.APIAddr != ""
+}
+
+// lastAPI returns the API address gossip last knew for id, even if it holds
+// the member dead: for the Raft leader, which this node has just heard from,
+// gossip's verdict is stale (a healed partition) and the address still good.
+func (n *Node) lastAPI(id string) (string, bool) {
+	if addr, ok := n.peerAPI(id); ok || n.gossip == nil {
+		return addr, ok
+	}
+	m, ok := n.gossip.Member(id)
+	if !ok || m.State == cluster.Left {
 		return "", false
 	}
 	return m.APIAddr, m.APIAddr != ""

@@ -39,6 +39,7 @@ import (
 //	POST /internal/v1/gc/begin?run=ID  a garbage collection run began (gc.go)
 //	GET  /internal/v1/gc/touched?run=ID&index=N  once index is applied: digests touched since (gc.go)
 //	POST /internal/v1/fsck?repair=1     check (and repair) this node's blob files (fsck.go)
+//	GET, PUT, DELETE /internal/v1/faults  fault injection, in the chaos build only (faults.go)
 const internalPrefix = "/internal/v1/"
 
 // maxCommandBytes bounds a forwarded command: a 4 MiB manifest, JSON-encoded.
@@ -94,6 +95,8 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 		n.serveGCTouched(w, r)
 	case path == "fsck" && r.Method == http.MethodPost:
 		n.serveFsck(w, r)
+	case faultsEnabled && path == "faults":
+		n.serveFaults(w, r)
 	case strings.HasPrefix(path, "blobs/") && (r.Method == http.MethodPut || r.Method == http.MethodGet || r.Method == http.MethodHead):
 		d, err := meta.ParseDigest(strings.TrimPrefix(path, "blobs/"))
 		if err != nil {
@@ -223,7 +226,7 @@ func (n *Node) leaderAPI() (string, error) {
 	if id == "" {
 		return "", cluster.ErrNoLeader
 	}
-	addr, ok := n.peerAPI(id)
+	addr, ok := n.lastAPI(id)
 	if !ok {
 		return "", errNoLeaderAddr
 	}

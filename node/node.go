@@ -49,9 +49,10 @@ type Node struct {
 	peers       *peerClient
 	fetches     fetchGroup
 	reads       readBatcher
-	tls         *tlsState // certificates (tls.go)
-	audit       *auditLog // batches audit events into Raft (audit.go)
-	gc          *gcState  // garbage collection: write gate, touched blobs, coordinator (gc.go)
+	tls         *tlsState      // certificates (tls.go)
+	audit       *auditLog      // batches audit events into Raft (audit.go)
+	gc          *gcState       // garbage collection: write gate, touched blobs, coordinator (gc.go)
+	faults      *faultInjector // storage and clock faults: the chaos build only (faults.go); nil otherwise
 
 	// internalToken is the node-to-node credential (from the cluster key; a
 	// random one for a single node, whose internal API nobody else calls).
@@ -89,6 +90,10 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	n.fetches.inflight = map[digest.Digest]*fetchCall{}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var err error
+	if n.faults, err = newFaultInjector(n.reg); err != nil {
+		return nil, err
+	}
+	n.clock = n.faults.clock(n.clock) // with the chaos build's offset; unchanged otherwise
 	if n.metrics, err = newNodeMetrics(n.reg); err != nil {
 		return nil, err
 	}
@@ -122,7 +127,16 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 			n.closeStores()
 		}
 	}()
-	db, err := pebble.Open(filepath.Join(cfg.DataDir, "meta"), &pebble.Options{Logger: pebbleLogger{logger}})
+	// FS is nil (the OS's) except in the chaos build, which injects faults.
+	// A failed write or sync of Pebble's WAL is fatal: the commit pipeline
+	// cannot go on after it (fsyncgate: retrying an fsync may report success
+	// for lost data), so Pebble calls Logger.Fatalf ("pebble: fatal commit
+	// error"), and pebbleLogger exits the process with status 1. Every Raft
+	// log append and FSM batch goes through that WAL, so the node fails stop
+	// before it acknowledges the write; a restart replays the WAL, which after
+	// a failed sync may still hold the unacknowledged write from the page
+	// cache (TestFaultMetaWriteKillsNode).
+	db, err := pebble.Open(filepath.Join(cfg.DataDir, "meta"), &pebble.Options{Logger: pebbleLogger{logger}, FS: n.faults.pebbleFS()})
 	if err != nil {
 		return nil, fmt.Errorf("node: open metadata store: %w", err)
 	}
@@ -151,9 +165,11 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	// The store keeps blobs/ and uploads/ under the data directory.
 	n.blobs, err = blobstore.Open(cfg.DataDir, blobstore.Options{
+		Clock:      n.clock,
 		UploadTTL:  cfg.UploadTTL,
 		Logger:     logger.With("component", "blobstore"),
 		Registerer: n.reg,
+		Faults:     n.faults.blobFaults(), // nil except in the chaos build
 	})
 	if err != nil {
 		return nil, err

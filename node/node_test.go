@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,11 +24,17 @@ import (
 // port in dir and stops it when the test ends.
 func startNode(t *testing.T, dir string) (*Node, string) {
 	t.Helper()
+	return startNodeLogged(t, dir, nil)
+}
+
+// startNodeLogged is startNode logging to logger (nil: discarded).
+func startNodeLogged(t *testing.T, dir string, logger *slog.Logger) (*Node, string) {
+	t.Helper()
 	cfg := Defaults()
 	cfg.DataDir = dir
 	cfg.Listen = "127.0.0.1:0"
 	cfg.AdminPassword = testAdminPassword
-	n, err := New(cfg, nil)
+	n, err := New(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

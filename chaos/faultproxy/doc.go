@@ -10,6 +10,13 @@
 // told apart by the process that owns the dialing socket: PeerProcess finds it
 // (on Linux) from /proc.
 //
+// A link that passes can also be degraded: SetLatency and SetSourceLatency
+// delay its bytes (a one-way delay each way, keeping their order, without
+// limiting throughput to a chunk per delay), SetLoss and SetSourceLoss make it
+// look lossy to the application as TCP shows loss: stalls of a retransmission
+// timeout, and now and then a connection reset. See degrade.go for the model.
+// Drop and Blackhole win over both.
+//
 // What a Proxy cannot cut: UDP (memberlist's gossip probes), and connections
 // that do not pass through it.
 package faultproxy

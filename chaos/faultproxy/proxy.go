@@ -3,9 +3,9 @@ package faultproxy
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -57,6 +57,17 @@ type Config struct {
 	// DialTimeout bounds dialing Target; default 5s. A connection whose
 	// target cannot be dialed is reset.
 	DialTimeout time.Duration
+
+	// LossRTO is the stall of a chunk lost by SetLoss, the first
+	// retransmission timeout; default 200ms. Each further loss in a row (in
+	// one direction of one connection) doubles it, up to LossMaxRTO (default
+	// 3s).
+	LossRTO    time.Duration
+	LossMaxRTO time.Duration
+	// Seed, if not 0, makes the latency jitter and the losses a function of
+	// the seed, the connection's number (in the order they were accepted),
+	// its direction and the chunks it carried. 0: seeded at random.
+	Seed uint64
 }
 
 // Stats counts what a Proxy did.
@@ -67,6 +78,10 @@ type Stats struct {
 	Held       int64 // held by Blackhole (when accepted or later)
 	DialFailed int64 // reset because the target could not be dialed
 	Open       int   // connections open now (forwarding or held)
+
+	Delayed    int64 // chunks delivered late by SetLatency (either direction)
+	Stalls     int64 // chunks stalled by SetLoss (a retransmission timeout)
+	LossResets int64 // connections reset by SetLoss (both sides)
 }
 
 // Proxy is a TCP proxy with per-link faults. Its methods are safe for
@@ -79,18 +94,26 @@ type Proxy struct {
 	mu      sync.Mutex // guards the fields below
 	mode    Mode
 	sources map[string]Mode
+	faults  faults             // latency and loss of sources without their own
+	srcLat  map[string]latency // SetSourceLatency
+	srcLoss map[string]float64 // SetSourceLoss
 	conns   map[*pconn]struct{}
 	stats   Stats
 	closed  bool
+
+	// Counted by the forwarding goroutines, without mu.
+	delayed, stalls atomic.Int64
 }
 
 // pconn is one accepted connection. Its fields are guarded by Proxy.mu.
 type pconn struct {
 	src    string
+	num    uint64 // in the order accepted, from 1
 	client net.Conn
-	up     net.Conn // nil until dialed, and while held
-	held   bool     // blackholed: kept open, nothing forwarded
-	done   bool     // closed for good; the goroutines leave it alone
+	up     net.Conn  // nil until dialed, and while held
+	lines  [2]*dline // client to target and back; halted when held or done
+	held   bool      // blackholed: kept open, nothing forwarded
+	done   bool      // closed for good; the goroutines leave it alone
 }
 
 // New listens on cfg.Listen and starts forwarding to cfg.Target in Pass mode.
@@ -108,7 +131,17 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("faultproxy: listen: %w", err)
 	}
-	p := &Proxy{cfg: cfg, ln: ln, sources: map[string]Mode{}, conns: map[*pconn]struct{}{}}
+	if cfg.LossRTO <= 0 {
+		cfg.LossRTO = 200 * time.Millisecond
+	}
+	if cfg.LossMaxRTO <= 0 {
+		cfg.LossMaxRTO = 3 * time.Second
+	}
+	cfg.LossMaxRTO = max(cfg.LossMaxRTO, cfg.LossRTO)
+	p := &Proxy{
+		cfg: cfg, ln: ln, sources: map[string]Mode{}, conns: map[*pconn]struct{}{},
+		srcLat: map[string]latency{}, srcLoss: map[string]float64{},
+	}
 	p.wg.Add(1)
 	go p.acceptLoop()
 	return p, nil
@@ -138,11 +171,16 @@ func (p *Proxy) SetSourceMode(src string, m Mode) {
 	p.applyLocked()
 }
 
-// ClearSourceModes removes every mode set by SetSourceMode.
+// ClearSourceModes removes every mode set by SetSourceMode, and every
+// latency and loss set by SetSourceLatency and SetSourceLoss: it heals every
+// link (to the proxy-wide mode, latency and loss). ClearSourceFaults clears
+// only the latencies and losses.
 func (p *Proxy) ClearSourceModes() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	clear(p.sources)
+	clear(p.srcLat)
+	clear(p.srcLoss)
 	p.applyLocked()
 }
 
@@ -159,6 +197,8 @@ func (p *Proxy) Stats() Stats {
 	defer p.mu.Unlock()
 	s := p.stats
 	s.Open = len(p.conns)
+	s.Delayed = p.delayed.Load()
+	s.Stalls = p.stalls.Load()
 	return s
 }
 
@@ -207,6 +247,7 @@ func (p *Proxy) applyLocked() {
 func (p *Proxy) holdLocked(c *pconn) {
 	c.held = true
 	p.stats.Held++
+	c.halt()
 	if c.up != nil {
 		c.up.Close()
 		c.up = nil
@@ -220,6 +261,7 @@ func (p *Proxy) finishLocked(c *pconn, reset bool) {
 		return
 	}
 	c.done = true
+	c.halt()
 	if reset {
 		resetConn(c.client)
 	} else {
@@ -261,17 +303,18 @@ func (p *Proxy) acceptLoop() {
 			return
 		}
 		p.stats.Accepted++
+		num := uint64(p.stats.Accepted)
 		p.wg.Add(1)
 		p.mu.Unlock()
-		go p.handle(conn)
+		go p.handle(conn, num)
 	}
 }
 
 // handle classifies a new connection, applies its link's mode and, in Pass
 // mode, forwards it until either side is done.
-func (p *Proxy) handle(conn net.Conn) {
+func (p *Proxy) handle(conn net.Conn, num uint64) {
 	defer p.wg.Done()
-	c := &pconn{client: conn}
+	c := &pconn{client: conn, num: num, lines: [2]*dline{newDline(), newDline()}}
 	if p.cfg.Source != nil {
 		c.src = p.cfg.Source(conn)
 	}
@@ -314,31 +357,23 @@ func (p *Proxy) handle(conn net.Conn) {
 	p.stats.Forwarded++
 	p.mu.Unlock()
 
-	// Copy both ways. An orderly end of one direction is passed on as a
-	// half-close; an error ends both.
+	// Forward both ways, each direction through its delay line (degrade.go).
+	// An orderly end of one direction is passed on as a half-close; an error
+	// ends both. Once held, the client side is read at most once more (into
+	// a halted line): the rest of what it sends stays unread.
 	var wg sync.WaitGroup
-	copyHalf := func(dst, src net.Conn) {
-		defer wg.Done()
-		_, err := io.Copy(dst, src)
-		if err == nil {
-			if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-				err = cw.CloseWrite()
-			}
-		}
-		if err != nil {
-			// Unblock the other direction.
-			p.mu.Lock()
-			if !c.done && !c.held {
-				p.finishLocked(c, false)
-			}
-			p.mu.Unlock()
-		}
+	wg.Add(4)
+	for dir, ends := range [2][2]net.Conn{{conn, up}, {up, conn}} {
+		l, r := c.lines[dir], p.newRand(c, dir)
+		go func() {
+			defer wg.Done()
+			p.read(c, l, ends[0], r)
+		}()
+		go func() {
+			defer wg.Done()
+			p.write(c, l, ends[1])
+		}()
 	}
-	// Once held, the client side is read at most once more (into a target
-	// that is closed): the rest of what it sends stays unread.
-	wg.Add(2)
-	go copyHalf(up, conn)
-	go copyHalf(conn, up)
 	wg.Wait()
 	p.mu.Lock()
 	if !c.held { // a held connection stays open until its mode changes or Close

@@ -136,6 +136,7 @@ func serveConfig(args []string, stderr io.Writer) (node.Config, error) {
 	fs.DurationVar(&cfg.GCGracePeriod, "gc-grace-period", cfg.GCGracePeriod, "blobs pushed or mounted more recently are never collected (must outlast any upload)")
 	fs.DurationVar(&cfg.GCDeletedRetention, "gc-deleted-retention", cfg.GCDeletedRetention, "deleted items stay restorable this long (0: reclaimed at the next GC)")
 	fs.DurationVar(&cfg.GCSchedule, "gc-schedule", cfg.GCSchedule, "start a garbage collection run this often (0: only when asked for)")
+	fs.DurationVar(&cfg.GCOrphanMinAge, "gc-orphan-min-age", cfg.GCOrphanMinAge, "a blob file no metadata names is deleted by garbage collection once no client touched it this long (at least 10s)")
 	fs.BoolVar(&cfg.GCDeleteUntagged, "gc-delete-untagged", cfg.GCDeleteUntagged, "garbage collection reclaims untagged manifests nothing reaches (a run may ask otherwise)")
 	// Archive imports.
 	fs.Int64Var(&cfg.ImportMaxBytes, "import-max-bytes", cfg.ImportMaxBytes, "cap on an imported archive's decompressed size in bytes (0: 64 GiB)")

@@ -95,7 +95,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		resp := meta.Apply(txn, l.Index, l.Data)
+		resp := meta.ApplyAt(txn, l.Index, l.Data, l.AppendedAt)
 		if err, ok := resp.(error); ok && !meta.IsDomainError(err) {
 			// A corrupt entry or a storage failure: continuing would let this
 			// node's state diverge from the others'.

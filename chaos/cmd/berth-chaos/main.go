@@ -29,6 +29,8 @@ func main() {
 	bin := flag.String("bin", "", "a berth binary (default: build ./cmd/berth)")
 	allow := flag.String("allow", "", "comma-separated checkers whose failure does not fail the run (known bugs)")
 	keep := flag.Bool("keep", false, "keep the run directory even when every check passes")
+	network := flag.String("network", "", "netns (each node in a network namespace; root), proxy (TCP proxies per link), or empty: netns when it works")
+	faults := flag.String("faults", "", "comma-separated fault kinds to draw from (default: all: "+strings.Join(chaos.FaultKinds, ",")+")")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -45,8 +47,8 @@ func main() {
 	}
 	res, err := chaos.Run(ctx, chaos.Config{
 		Bin: *bin, Dir: filepath.Join(dir, "run"), Nodes: *nodes, Clients: *clients, Duration: *duration, Seed: *seed,
-		Allow: splitList(*allow),
-		Logf:  func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
+		Allow: splitList(*allow), Network: *network, Faults: splitList(*faults),
+		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 	})
 	if err != nil {
 		fatal(fmt.Errorf("seed %d: %w (run directory kept: %s)", *seed, err, dir))
