@@ -41,6 +41,12 @@ import (
 //	wipe-follower                           a follower is killed, its data
 //	                                        directory emptied, and it
 //	                                        rejoins
+//	wipe-then-failover                      the other followers are cut off
+//	                                        while the leader and one follower
+//	                                        commit; that follower is wiped and
+//	                                        the leader killed; the network
+//	                                        heals, the wiped follower comes
+//	                                        back empty, then the leader
 //	clock-skew                              a node's clock runs 1-15 minutes
 //	                                        ahead or behind
 var FaultKinds = []string{
@@ -52,7 +58,7 @@ var FaultKinds = []string{
 	"oneway-leader-out", "oneway-leader-in", "bridge",
 	"loss", "latency",
 	"disk-full", "disk-error-blobs", "disk-error-meta",
-	"wipe-follower", "clock-skew",
+	"wipe-follower", "wipe-then-failover", "clock-skew",
 }
 
 // Fault is one scheduled fault.
@@ -279,6 +285,8 @@ func (nm *nemesis) apply(ctx context.Context, f *Fault) {
 		target.mu.Unlock()
 		wait()
 		errs(target.restart(bg))
+	case k == "wipe-then-failover":
+		nm.wipeThenFailover(bg, f, leader, fol, wait)
 	case k == "clock-skew":
 		all := runningNodes(c)
 		target = all[f.Pick%len(all)]
@@ -308,6 +316,56 @@ func runningNodes(c *cluster) []*node {
 		if n.running() {
 			out = append(out, n)
 		}
+	}
+	return out
+}
+
+// wipeThenFailover: the one way a wiped node can cost acknowledged writes.
+// While the followers but one (F) are cut off, the leader and F commit
+// writes the others lack. F is killed and wiped, the leader killed, the
+// network healed, and F restarted empty. If an empty node voted, the lagging
+// followers and F would elect a leader without those writes, and the old
+// leader's log would be cut back to it when it returns.
+func (nm *nemesis) wipeThenFailover(ctx context.Context, f *Fault, leader *node, fol []*node, wait func()) {
+	c := nm.c
+	if len(fol) < 2 {
+		f.Skipped = "fewer than 2 followers"
+		return
+	}
+	wiped := fol[f.Pick%len(fol)]
+	var lag []*node
+	for _, n := range fol {
+		if n != wiped {
+			lag = append(lag, n)
+		}
+	}
+	errs := func(err error) {
+		if err != nil && f.Error == "" {
+			f.Error = err.Error()
+		}
+	}
+	f.Node = wiped.id
+	f.How = fmt.Sprintf("%v cut off; %s wiped, leader %s killed; healed; %s back empty, %s later", ids(lag), wiped.id, leader.id, wiped.id, leader.id)
+	for _, n := range lag {
+		errs(isolate(c.net, len(c.nodes), n.idx, true))
+	}
+	time.Sleep(1500 * time.Millisecond) // writes commit on the leader and the wiped-to-be follower
+	wiped.kill()
+	errs(emptyDir(wiped.dataDir))
+	leader.kill()
+	errs(c.net.heal())
+	wiped.mu.Lock()
+	wiped.seed = lag[0].adv.gossip
+	wiped.mu.Unlock()
+	errs(wiped.restart(ctx))
+	wait()
+	errs(leader.restart(ctx))
+}
+
+func ids(ns []*node) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.id
 	}
 	return out
 }

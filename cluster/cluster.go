@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -182,6 +183,7 @@ type Cluster struct {
 	applied *appliedFSM
 	addr    string // advertised raft address
 	metrics *metrics
+	gate    *voteGate // nil unless the node started without state and without bootstrapping
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation
@@ -245,6 +247,29 @@ func New(cfg Config, fsm raft.FSM, db *pebble.DB, logger *slog.Logger, reg prome
 	if err != nil {
 		return nil, err
 	}
+	// A node without Raft state that does not bootstrap votes only once it
+	// has caught up with a leader (votegate.go).
+	existing, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		if c, ok := trans.(raft.WithClose); ok {
+			_ = c.Close()
+		}
+		return nil, fmt.Errorf("cluster: check raft state: %w", err)
+	}
+	var gate *voteGate
+	var running atomic.Pointer[raft.Raft]
+	if !existing && !cfg.Bootstrap {
+		gate = newVoteGate(trans, raft.ServerID(cfg.NodeID))
+		gate.lastIndex = func() uint64 {
+			if r := running.Load(); r != nil {
+				return r.LastIndex()
+			}
+			return 0
+		}
+		gate.onOpen = func() { logger.Info("raft: caught up with the leader; this node votes from now on") }
+		trans = gate
+		logger.Info("raft: no state and not bootstrapping: refusing votes until caught up with a leader")
+	}
 	closeTrans := func() {
 		if c, ok := trans.(raft.WithClose); ok {
 			_ = c.Close()
@@ -269,6 +294,7 @@ func New(cfg Config, fsm raft.FSM, db *pebble.DB, logger *slog.Logger, reg prome
 		closeTrans()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
+	running.Store(r)
 
 	c := &Cluster{
 		cfg:           cfg,
@@ -277,10 +303,11 @@ func New(cfg Config, fsm raft.FSM, db *pebble.DB, logger *slog.Logger, reg prome
 		logs:          logs,
 		applied:       applied,
 		addr:          addr,
+		gate:          gate,
 		stop:          make(chan struct{}),
 		leaderChanged: make(chan struct{}),
 	}
-	c.metrics, err = newMetrics(reg, r, c.AppliedIndex)
+	c.metrics, err = newMetrics(reg, r, c.AppliedIndex, c.votesRefused)
 	if err != nil {
 		_ = r.Shutdown().Error() // also closes the transport
 		return nil, err
@@ -289,6 +316,21 @@ func New(cfg Config, fsm raft.FSM, db *pebble.DB, logger *slog.Logger, reg prome
 	logger.Info("raft started", "addr", addr, "transport", transportKind(cfg),
 		"last_index", r.LastIndex(), "restore_snapshot_on_start", restore)
 	return c, nil
+}
+
+// Fresh reports whether the node started without Raft state and without
+// bootstrapping: a new node, or one that lost its disk (votegate.go).
+func (c *Cluster) Fresh() bool { return c.gate != nil }
+
+// Voting reports whether the node grants votes: always, unless it is fresh
+// and has not caught up with a leader yet.
+func (c *Cluster) Voting() bool { return c.gate == nil || c.gate.Open() }
+
+func (c *Cluster) votesRefused() float64 {
+	if c.gate == nil {
+		return 0
+	}
+	return float64(c.gate.refused.Load())
 }
 
 func transportKind(cfg Config) string {

@@ -20,7 +20,7 @@ type metrics struct {
 	leaderChanges prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, r *raft.Raft, applied func() uint64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, r *raft.Raft, applied func() uint64, votesRefused func() float64) (*metrics, error) {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
@@ -39,6 +39,8 @@ func newMetrics(reg prometheus.Registerer, r *raft.Raft, applied func() uint64) 
 	m.collectors = []prometheus.Collector{
 		m.applySeconds,
 		m.leaderChanges,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "berth_raft_votes_refused_total",
+			Help: "Vote and pre-vote requests this node refused because it started without Raft state and has not caught up with a leader yet."}, votesRefused),
 		gauge("berth_raft_state", "Raft state of this node: 0 follower, 1 candidate, 2 leader, 3 shutdown.",
 			func() float64 { return float64(r.State()) }),
 		gauge("berth_raft_term", "Current raft term.",
