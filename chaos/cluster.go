@@ -182,12 +182,21 @@ func (n *node) args() []string {
 
 // start runs the node and waits until its API answers.
 func (n *node) start(ctx context.Context) error {
+	done, err := n.launch()
+	if err != nil {
+		return err
+	}
+	return n.waitReady(ctx, 60*time.Second, done)
+}
+
+// launch runs the node; done is closed when it exits.
+func (n *node) launch() (<-chan struct{}, error) {
 	n.mu.Lock()
 	n.starts++
 	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		n.mu.Unlock()
-		return err
+		return nil, err
 	}
 	args := n.args()
 	fmt.Fprintf(logf, "==== chaos: start #%d at %s: %s %s\n", n.starts, time.Now().UTC().Format(time.RFC3339Nano), n.c.bin, strings.Join(args, " "))
@@ -198,7 +207,7 @@ func (n *node) start(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		n.mu.Unlock()
-		return fmt.Errorf("start %s: %w", n.id, err)
+		return nil, fmt.Errorf("start %s: %w", n.id, err)
 	}
 	done := make(chan struct{})
 	n.cmd, n.done, n.paused, n.stopping = cmd, done, false, false
@@ -221,7 +230,7 @@ func (n *node) start(ctx context.Context) error {
 		n.c.mu.Unlock()
 		close(done)
 	}()
-	return n.waitReady(ctx, 60*time.Second, done)
+	return done, nil
 }
 
 func (n *node) waitReady(ctx context.Context, d time.Duration, exited <-chan struct{}) error {

@@ -357,9 +357,15 @@ func (nm *nemesis) wipeThenFailover(ctx context.Context, f *Fault, leader *node,
 	wiped.mu.Lock()
 	wiped.seed = lag[0].adv.gossip
 	wiped.mu.Unlock()
-	errs(wiped.restart(ctx))
+	// The wiped node is not ready before there is a leader again: start it,
+	// hold, bring the old leader back, then wait for both.
+	exited, err := wiped.launch()
+	errs(err)
 	wait()
 	errs(leader.restart(ctx))
+	if err == nil {
+		errs(wiped.waitReady(ctx, 60*time.Second, exited))
+	}
 }
 
 func ids(ns []*node) []string {

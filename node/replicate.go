@@ -56,13 +56,13 @@ func rttOrMax(d time.Duration) time.Duration {
 }
 
 // ensureReplicas is called before a new blob is recorded: it copies the local
-// blob to peers until MinReplicas nodes hold it (or every live node, when fewer
-// are alive), and returns the nodes that hold it. A blob's 201 is therefore sent
+// blob to peers until MinReplicas nodes hold it (or every node, when the
+// cluster has fewer), and returns the nodes that hold it. A blob's 201 is therefore sent
 // only when it is stored on MinReplicas nodes.
 func (n *Node) ensureReplicas(ctx context.Context, d digest.Digest, size int64) ([]string, error) {
 	holders := []string{n.cfg.NodeID}
-	peers := n.livePeers()
-	want := min(n.cfg.MinReplicas, 1+len(peers))
+	peers, members := n.copyTargets()
+	want := min(n.cfg.MinReplicas, members)
 	if len(holders) >= want {
 		return holders, nil
 	}
@@ -71,7 +71,6 @@ func (n *Node) ensureReplicas(ctx context.Context, d digest.Digest, size int64) 
 	if _, id := n.cluster.Leader(); id == "" {
 		return nil, fmt.Errorf("%w: no leader to record blob %s", api.ErrUnavailable, d)
 	}
-	n.spread(peers)
 	start := time.Now()
 	defer func() { n.metrics.replicateSeconds.Observe(time.Since(start).Seconds()) }()
 
@@ -132,6 +131,38 @@ func (n *Node) ensureReplicas(ctx context.Context, d digest.Digest, size int64) 
 		return nil, fmt.Errorf("%w: blob %s is on %d of %d required nodes: %v", api.ErrUnavailable, d, len(holders), want, errors.Join(errs...))
 	}
 	return holders, nil
+}
+
+// copyTargets returns the peers a push copies to, in order: the live ones
+// (gossip), spread over zones, then the other Raft servers at the address
+// gossip last knew for them (a view that can hold a reachable node dead for a
+// while after a partition). members is how many nodes the cluster has (its
+// Raft servers): MinReplicas is bounded by it, never by how many peers look
+// alive, so a push is not acknowledged with fewer copies than promised
+// because gossip lost sight of the others (the chaos harness found acked
+// blobs held by one node only, lost with that node's disk).
+func (n *Node) copyTargets() ([]peer, int) {
+	peers := n.livePeers()
+	n.spread(peers)
+	members := 1 + len(peers)
+	servers, err := n.cluster.Servers()
+	if err != nil || len(servers) == 0 {
+		return peers, members
+	}
+	members = len(servers)
+	seen := map[string]bool{n.cfg.NodeID: true}
+	for _, p := range peers {
+		seen[p.ID] = true
+	}
+	for _, sv := range servers {
+		if seen[sv.ID] {
+			continue
+		}
+		if addr, ok := n.lastAPI(sv.ID); ok {
+			peers = append(peers, peer{ID: sv.ID, APIAddr: addr})
+		}
+	}
+	return peers, members
 }
 
 // hedgeDelay is how long a copy may take before another peer is tried too:
