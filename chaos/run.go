@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,7 +162,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	// Every node must have applied the membership before the faults begin.
-	if v := waitConverged(ctx, c, 60*time.Second); !v.OK {
+	if v := waitConverged(ctx, c, 60*time.Second, nil); !v.OK {
 		return nil, fmt.Errorf("chaos: cluster did not form: %s", strings.Join(v.Problems, "; "))
 	}
 	logf("chaos: %d nodes up in %s (network: %s)", cfg.Nodes, cfg.Dir, c.net.kind())
@@ -204,7 +205,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res := &Result{Seed: cfg.Seed, Duration: cfg.Duration, Nodes: cfg.Nodes, Network: c.net.kind(), Dir: cfg.Dir, Allowed: cfg.Allow,
 		Ops: map[string]int{}, Kinds: map[string]int{}, Faults: map[string]int{}}
-	res.Verdicts = append(res.Verdicts, waitConverged(ctx, c, 90*time.Second))
+	res.Verdicts = append(res.Verdicts, waitConverged(ctx, c, 90*time.Second, func(n *node) {
+		_, _, _, _ = w.do(ctx, n, http.MethodGet, "/v2/"+w.repos[0]+"/manifests/"+w.tags[0], nil, "Accept", manifestAccept)
+	}))
 
 	// Final reads of every tag on every node, after convergence.
 	for i, n := range c.nodes {

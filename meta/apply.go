@@ -110,6 +110,8 @@ func ApplyAt(txn Txn, index uint64, data []byte, appended time.Time) any {
 		return errOrNil(applyGCStats(txn, c))
 	case *GCNodeDone:
 		return errOrNil(applyGCNodeDone(txn, c))
+	case *Noop:
+		return nil
 	case *GCPlan:
 		return errOrNil(applyGCPlan(txn, c))
 	default:

@@ -42,6 +42,7 @@ const (
 	CmdGCStats            CommandType = 27 // record a swept run's final pause and duration (ignorable)
 	CmdGCNodeDone         CommandType = 28 // one node's report of its file deletions (ignorable)
 	CmdGCPlan             CommandType = 29 // stage what the mark found, before the pause
+	CmdNoop               CommandType = 30 // change nothing; carries a new commit index to followers (ignorable)
 )
 
 const (
@@ -118,6 +119,16 @@ type UnlinkBlob struct {
 	By     string    `json:"by,omitempty"`
 	Time   time.Time `json:"time"`
 }
+
+// Noop changes nothing. A follower asks the leader for one when it has every
+// entry up to the leader's read index but not the news that the last of them
+// is committed: hashicorp/raft sends a follower a new commit index only along
+// with the next entry, so after a quiet spell the last write's commit can wait
+// indefinitely (node/internal.go).
+type Noop struct{}
+
+func (*Noop) Type() CommandType { return CmdNoop }
+func (*Noop) Ignorable() bool   { return true }
 
 func (*PutBlob) Type() CommandType         { return CmdPutBlob }
 func (*PutManifest) Type() CommandType     { return CmdPutManifest }
@@ -207,6 +218,8 @@ func Decode(data []byte) (Command, error) {
 		c = &GCNodeDone{}
 	case CmdGCPlan:
 		c = &GCPlan{}
+	case CmdNoop:
+		c = &Noop{}
 	default:
 		if data[2]&flagIgnorable != 0 {
 			return nil, nil

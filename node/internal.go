@@ -159,6 +159,14 @@ func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
+	if r.URL.Query().Get("nudge") == "1" {
+		// The asking follower has the entries but not their commit: a no-op
+		// entry carries the commit index to it (meta.Noop).
+		if err := n.Propose(r.Context(), &meta.Noop{}); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
 	writeInternalJSON(w, proposeResult{Index: n.cluster.AppliedIndex()})
 }
 
@@ -325,23 +333,52 @@ func (n *Node) readBarrierOnce(ctx context.Context) error {
 		}
 		return nil
 	}
+	index, err := n.readIndex(ctx, "read-index")
+	if err != nil {
+		return err
+	}
+	// hashicorp/raft tells a follower a new commit index only with the next
+	// entry it sends (heartbeats do not carry it): after a quiet spell this
+	// node may hold the entry at index without knowing it is committed, and
+	// would wait for the next write. After a short wait, ask the leader for a
+	// no-op entry that carries the commit.
+	wctx, cancel := context.WithTimeout(ctx, nudgeAfter)
+	err = n.cluster.WaitApplied(wctx, index)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		n.metrics.readNudges.Inc()
+		if index, err = n.readIndex(ctx, "read-index?nudge=1"); err != nil {
+			return err
+		}
+		err = n.cluster.WaitApplied(ctx, index)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: catching up to %d: %v", api.ErrUnavailable, index, err)
+	}
+	return nil
+}
+
+// nudgeAfter is how long a follower's read waits to apply the leader's read
+// index before it asks the leader for a no-op entry.
+const nudgeAfter = 250 * time.Millisecond
+
+// readIndex asks the leader for its read index (path: read-index, with
+// ?nudge=1 to have it append a no-op first).
+func (n *Node) readIndex(ctx context.Context, path string) (uint64, error) {
 	addr, err := n.leaderAPI()
 	if err != nil {
-		return fmt.Errorf("%w: %v", api.ErrUnavailable, err)
+		return 0, fmt.Errorf("%w: %v", api.ErrUnavailable, err)
 	}
-	resp, err := n.peers.do(ctx, http.MethodGet, addr, "read-index", nil, -1)
+	resp, err := n.peers.do(ctx, http.MethodGet, addr, path, nil, -1)
 	if err != nil {
-		return fmt.Errorf("%w: read index: %v", api.ErrUnavailable, err)
+		return 0, fmt.Errorf("%w: read index: %v", api.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	var out proposeResult
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
-		return fmt.Errorf("%w: read index: leader answered %d", api.ErrUnavailable, resp.StatusCode)
+		return 0, fmt.Errorf("%w: read index: leader answered %d", api.ErrUnavailable, resp.StatusCode)
 	}
-	if err := n.cluster.WaitApplied(ctx, out.Index); err != nil {
-		return fmt.Errorf("%w: catching up to %d: %v", api.ErrUnavailable, out.Index, err)
-	}
-	return nil
+	return out.Index, nil
 }
 
 // clusterView adapts the node to api.Cluster.

@@ -19,6 +19,7 @@ type nodeMetrics struct {
 	backlog          prometheus.Gauge
 	forwarded        prometheus.Counter
 	readBarriers     prometheus.Counter
+	readNudges       prometheus.Counter
 	replicationLag   prometheus.Histogram
 }
 
@@ -55,8 +56,12 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 		readBarriers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_cluster_read_barriers_total", Help: "Read-index rounds (each serves every read that queued for it).",
 		}),
+		readNudges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_cluster_read_nudges_total",
+			Help: "Reads on this follower that asked the leader for a no-op entry to learn that the entries they wait for are committed (after a quiet spell).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.replicateSeconds, m.replicaBytes, m.replicaReceived, m.fetchedBlobs, m.repairs, m.backlog, m.forwarded, m.readBarriers, m.replicationLag} {
+	for _, c := range []prometheus.Collector{m.replicateSeconds, m.replicaBytes, m.replicaReceived, m.fetchedBlobs, m.repairs, m.backlog, m.forwarded, m.readBarriers, m.readNudges, m.replicationLag} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
