@@ -208,6 +208,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Verdicts = append(res.Verdicts, waitConverged(ctx, c, 90*time.Second, func(n *node) {
 		_, _, _, _ = w.do(ctx, n, http.MethodGet, "/v2/"+w.repos[0]+"/manifests/"+w.tags[0], nil, "Accept", manifestAccept)
 	}))
+	// BERTH_CHAOS_HOLD keeps a cluster that did not converge running for five
+	// minutes, to look at its nodes' /metrics and internal API.
+	if v := res.Verdicts[len(res.Verdicts)-1]; !v.OK && os.Getenv("BERTH_CHAOS_HOLD") != "" {
+		for _, n := range c.nodes {
+			logf("chaos: HOLD %s %s", n.id, n.url())
+		}
+		time.Sleep(5 * time.Minute)
+	}
 
 	// Final reads of every tag on every node, after convergence.
 	for i, n := range c.nodes {
