@@ -20,44 +20,21 @@ import (
 // on: after the client's EOF it writes "bye" and closes.
 func echoServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return serve(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
+				if err == io.EOF {
+					_, _ = io.WriteString(c, "bye\n")
+				}
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						if err == io.EOF {
-							_, _ = io.WriteString(c, "bye\n")
-						}
-						return
-					}
-					if _, err := io.WriteString(c, "echo: "+line); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := io.WriteString(c, "echo: "+line); err != nil {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 func newProxy(t *testing.T, cfg Config) *Proxy {
