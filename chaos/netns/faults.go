@@ -33,11 +33,22 @@ func (nt *Net) checkNode(i int) error {
 	return nil
 }
 
-func (nt *Net) checkPair(from, to int) error {
-	if err := nt.checkNode(from); err != nil {
+// usable checks that the Net is open and the nodes exist.
+func (nt *Net) usable(nodes ...int) error {
+	if err := nt.checkOpen(); err != nil {
 		return err
 	}
-	if err := nt.checkNode(to); err != nil {
+	for _, i := range nodes {
+		if err := nt.checkNode(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPair is usable for a pair of distinct nodes.
+func (nt *Net) checkPair(from, to int) error {
+	if err := nt.usable(from, to); err != nil {
 		return err
 	}
 	if from == to {
@@ -86,9 +97,6 @@ func (nt *Net) apply(r rules) error {
 func (nt *Net) Cut(from, to int) error {
 	nt.mu.Lock()
 	defer nt.mu.Unlock()
-	if err := nt.checkOpen(); err != nil {
-		return err
-	}
 	if err := nt.checkPair(from, to); err != nil {
 		return err
 	}
@@ -104,9 +112,6 @@ func (nt *Net) Cut(from, to int) error {
 func (nt *Net) Reject(from, to int) error {
 	nt.mu.Lock()
 	defer nt.mu.Unlock()
-	if err := nt.checkOpen(); err != nil {
-		return err
-	}
 	if err := nt.checkPair(from, to); err != nil {
 		return err
 	}
@@ -162,10 +167,7 @@ func (nt *Net) Partition(groups ...[]int) error {
 func (nt *Net) Isolate(i int) error {
 	nt.mu.Lock()
 	defer nt.mu.Unlock()
-	if err := nt.checkOpen(); err != nil {
-		return err
-	}
-	if err := nt.checkNode(i); err != nil {
+	if err := nt.usable(i); err != nil {
 		return err
 	}
 	r := rules{}
@@ -186,10 +188,7 @@ func (nt *Net) Isolate(i int) error {
 func (nt *Net) Loss(i int, p float64) error {
 	nt.mu.Lock()
 	defer nt.mu.Unlock()
-	if err := nt.checkOpen(); err != nil {
-		return err
-	}
-	if err := nt.checkNode(i); err != nil {
+	if err := nt.usable(i); err != nil {
 		return err
 	}
 	if !(p >= 0 && p <= 1) {
@@ -221,10 +220,7 @@ func (nt *Net) Loss(i int, p float64) error {
 func (nt *Net) Slow(i int, kbit int) error {
 	nt.mu.Lock()
 	defer nt.mu.Unlock()
-	if err := nt.checkOpen(); err != nil {
-		return err
-	}
-	if err := nt.checkNode(i); err != nil {
+	if err := nt.usable(i); err != nil {
 		return err
 	}
 	if kbit <= 0 {
@@ -245,10 +241,7 @@ func (nt *Net) Slow(i int, kbit int) error {
 func (nt *Net) Latency(i int, d time.Duration) error {
 	nt.mu.Lock()
 	defer nt.mu.Unlock()
-	if err := nt.checkOpen(); err != nil {
-		return err
-	}
-	if err := nt.checkNode(i); err != nil {
+	if err := nt.usable(i); err != nil {
 		return err
 	}
 	if d <= 0 {
